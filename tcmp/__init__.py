@@ -1,0 +1,1 @@
+"""TCMP: real-time emotion pre-recognition in conversations, as a Transformers model."""
