@@ -1,1 +1,54 @@
-"""TCMP: real-time emotion pre-recognition in conversations, as a Transformers model."""
+"""TCMP: real-time emotion pre-recognition in conversations, as a Transformers model.
+
+Importing `tcmp` registers the config, models and processor with the Transformers Auto classes.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    AutoProcessor,
+)
+
+from .configuration_tcmp import TCMPConfig
+from .modeling_tcmp import (
+    TCMPForEmotionPreRecognition,
+    TCMPForPreTraining,
+    TCMPForPreTrainingOutput,
+    TCMPModel,
+    TCMPModelOutput,
+    TCMPPreRecognitionOutput,
+    TCMPPreTrainedModel,
+)
+from .processing_tcmp import TCMPInputError, TCMPProcessor
+
+
+__version__ = "0.1.0"
+
+AUTO_CLASSES = {
+    TCMPModel: AutoModel,
+    TCMPForPreTraining: AutoModelForPreTraining,
+    TCMPForEmotionPreRecognition: AutoModelForSequenceClassification,
+}
+
+AutoConfig.register(TCMPConfig.model_type, TCMPConfig, exist_ok=True)
+for _model_class, _auto_class in AUTO_CLASSES.items():
+    _auto_class.register(TCMPConfig, _model_class, exist_ok=True)
+    _model_class.register_for_auto_class(_auto_class.__name__)
+AutoProcessor.register(TCMPConfig, TCMPProcessor, exist_ok=True)
+TCMPConfig.register_for_auto_class()
+TCMPProcessor.register_for_auto_class()
+
+__all__ = [
+    "TCMPConfig",
+    "TCMPModel",
+    "TCMPForPreTraining",
+    "TCMPForEmotionPreRecognition",
+    "TCMPPreTrainedModel",
+    "TCMPModelOutput",
+    "TCMPForPreTrainingOutput",
+    "TCMPPreRecognitionOutput",
+    "TCMPProcessor",
+    "TCMPInputError",
+]

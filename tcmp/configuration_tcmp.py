@@ -1,0 +1,117 @@
+"""TCMP model configuration."""
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+MODALITIES = ("all", "text", "audio", "text2audio")
+STREAMS = ("text", "audio", "fused")
+
+
+@strict
+class TCMPConfig(PreTrainedConfig):
+    r"""
+    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three dialogue
+    streams (text, audio, fused), a causal dialogue context and a forthcoming-utterance predictor per stream.
+
+    text_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of any Transformers text encoder (BERT, RoBERTa, ...). `None` builds a model without text.
+    audio_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of any Transformers speech encoder (HuBERT, wav2vec 2.0, WavLM). `None` builds a model without audio.
+    hidden_size (`int`, defaults to 768):
+        Size d of the shared utterance space, the dialogue context and the predictor.
+    dropout (`float`, defaults to 0.1):
+        Dropout after the utterance projections and in the classifier.
+    num_negatives (`int`, *optional*):
+        Negatives per forthcoming-utterance prediction during pre-training, drawn at random from the other
+        dialogues of the batch (and the extra negatives passed in). `None` uses every one of them.
+    modality (`str`, defaults to `"all"`):
+        `"all"` uses every stream; `"text"`, `"audio"` and `"text2audio"` (fused) keep one stream's prediction loss in
+        pre-training and zero the other streams' vectors in the classifier.
+    attention_window (`int`, *optional*, defaults to 8):
+        The predictor attends over at most this many of the latest memory states h_j (j ≤ t-3). 8 is all that the
+        paper's 11-utterance windows and 10-utterance contexts ever reach, so it changes nothing there; it bounds the
+        state a streaming predictor keeps. `None` attends over the whole history.
+    no_context (`bool`, defaults to `False`):
+        Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
+    class_weights (`list[float]`, *optional*):
+        Weights of the classification loss, one per label (count them on the training split only).
+    initializer_range (`float`, defaults to 0.02):
+        Standard deviation of the normal initialisation of the new layers.
+
+    Example:
+
+    ```python
+    >>> from transformers import BertConfig, HubertConfig
+    >>> from tcmp import TCMPConfig, TCMPModel
+    >>> config = TCMPConfig(text_config=BertConfig(), audio_config=HubertConfig())  # the paper's sizes
+    >>> text_only = TCMPConfig(text_config=BertConfig(), audio_config=None)
+    ```
+    """
+
+    model_type = "tcmp"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="hubert", optional=True),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    hidden_size: int = 768
+    dropout: float = 0.1
+    num_negatives: int | None = None
+    modality: Literal["all", "text", "audio", "text2audio"] = "all"
+    attention_window: int | None = 8
+    no_context: bool = False
+    class_weights: list[float] | None = None
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.modality not in MODALITIES:
+            raise ValueError(f"TCMPConfig.modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.num_negatives is not None and self.num_negatives < 1:
+            raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
+        if self.attention_window is not None and self.attention_window < 1:
+            raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
+        if self.text_config is not None or self.audio_config is not None:
+            missing = [s for s in self.active_streams if s not in self.available_streams]
+            if missing:
+                raise ValueError(
+                    f"TCMPConfig.modality={self.modality!r} needs the {missing[0]} stream, but the config has "
+                    f"text_config={'set' if self.has_text else 'None'} and "
+                    f"audio_config={'set' if self.has_audio else 'None'}"
+                )
+
+    @property
+    def has_text(self) -> bool:
+        return self.text_config is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_config is not None
+
+    @property
+    def available_streams(self) -> tuple[str, ...]:
+        """Streams the encoders can produce: the fused one needs both modalities."""
+        streams = []
+        if self.has_text:
+            streams.append("text")
+        if self.has_audio:
+            streams.append("audio")
+        if self.has_text and self.has_audio:
+            streams.append("fused")
+        return tuple(streams)
+
+    @property
+    def active_streams(self) -> tuple[str, ...]:
+        """Streams whose prediction loss is trained and whose vectors reach the classifier."""
+        if self.modality == "all":
+            return self.available_streams
+        return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",)}[self.modality]
+
+
+__all__ = ["TCMPConfig", "MODALITIES", "STREAMS"]
