@@ -37,6 +37,8 @@ class TCMPConfig(PreTrainedConfig):
         state a streaming predictor keeps. `None` attends over the whole history.
     no_context (`bool`, defaults to `False`):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
+    freeze_encoders (`bool`, defaults to `False`):
+        Keep both utterance encoders fixed (no gradients, always in eval mode), e.g. to train on cached features.
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -64,6 +66,7 @@ class TCMPConfig(PreTrainedConfig):
     modality: Literal["all", "text", "audio", "text2audio"] = "all"
     attention_window: int | None = 8
     no_context: bool = False
+    freeze_encoders: bool = False
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):

@@ -1,5 +1,6 @@
 """TCMP: contrastive multimodal dialogue pre-training and emotion pre-recognition (Ju et al., CIKM 2023)."""
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -211,6 +212,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
             base.audio_model = _without_pooler(AutoModel.from_pretrained(audio_model_path))
+        base.set_encoders_frozen(model.config.freeze_encoders)
         return model
 
 
@@ -239,9 +241,55 @@ class TCMPModel(TCMPPreTrainedModel):
             }
         )
         self.post_init()
+        self.set_encoders_frozen(config.freeze_encoders)
 
     def get_input_embeddings(self):
         return self.text_model.get_input_embeddings() if self.text_model is not None else None
+
+    def set_encoders_frozen(self, frozen: bool):
+        """Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders; kept in the config."""
+        self.config.freeze_encoders = frozen
+        for encoder in (self.text_model, self.audio_model):
+            if encoder is not None:
+                encoder.requires_grad_(not frozen)
+                encoder.train(self.training and not frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_encoders:
+            for encoder in (self.text_model, self.audio_model):
+                if encoder is not None:
+                    encoder.eval()
+        return self
+
+    def _encoder_grad(self):
+        return torch.no_grad() if self.config.freeze_encoders else nullcontext()
+
+    def text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
+        if input_ids is None:
+            raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        with self._encoder_grad():
+            hidden = self.text_model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            return masked_max_mean_pool(hidden, attention_mask)
+
+    def audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
+        """Pooled audio-encoder output of each utterance (real frames only), before the projection: (N, audio width)."""
+        if input_values is None:
+            raise ValueError(
+                "this TCMP model has an audio encoder: pass input_values (audio for every utterance), "
+                "or use a text-only config (audio_config=None)"
+            )
+        if audio_attention_mask is None:
+            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
+        with self._encoder_grad():
+            hidden = self.audio_model(input_values, attention_mask=audio_attention_mask).last_hidden_state
+            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
+            return masked_max_mean_pool(hidden, frame_mask)
 
     def encode_utterances(
         self,
@@ -250,29 +298,22 @@ class TCMPModel(TCMPPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         input_values: torch.FloatTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
+        text_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Encode a flat batch of utterances once each: stream name → (num_utterances, d)."""
+        """
+        Encode a flat batch of utterances once each: stream name → (num_utterances, d). Precomputed encoder features
+        (from `text_features` / `audio_features`, e.g. a feature cache of frozen encoders) skip the encoders.
+        """
         vectors = {}
         if self.text_model is not None:
-            if input_ids is None:
-                raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
-            if attention_mask is None:
-                attention_mask = torch.ones_like(input_ids)
-            hidden = self.text_model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            vectors["text"] = self.text_projection(masked_max_mean_pool(hidden, attention_mask))
+            if text_features is None:
+                text_features = self.text_features(input_ids, attention_mask, token_type_ids)
+            vectors["text"] = self.text_projection(text_features)
         if self.audio_model is not None:
-            if input_values is None:
-                raise ValueError(
-                    "this TCMP model has an audio encoder: pass input_values (audio for every utterance), "
-                    "or use a text-only config (audio_config=None)"
-                )
-            if audio_attention_mask is None:
-                audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-            hidden = self.audio_model(input_values, attention_mask=audio_attention_mask).last_hidden_state
-            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
-            vectors["audio"] = self.audio_projection(masked_max_mean_pool(hidden, frame_mask))
+            if audio_features is None:
+                audio_features = self.audio_features(input_values, audio_attention_mask)
+            vectors["audio"] = self.audio_projection(audio_features)
         if self.fusion is not None:
             vectors["fused"] = self.fusion(torch.cat([vectors["text"], vectors["audio"]], dim=-1))
         return vectors
@@ -285,6 +326,8 @@ class TCMPModel(TCMPPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         input_values: torch.FloatTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
+        text_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
         **kwargs,
     ) -> TCMPModelOutput:
         r"""
@@ -294,9 +337,13 @@ class TCMPModel(TCMPPreTrainedModel):
             Tokenised transcripts of the real utterances only, in row-major order of `utterance_mask`.
         input_values, audio_attention_mask (`(num_real_utterances, num_samples)`):
             16 kHz mono waveforms of the real utterances, in the same order.
+        text_features, audio_features (`(num_real_utterances, encoder width)`, *optional*):
+            Precomputed pooled encoder outputs that replace the encoders (see `text_features()`).
         """
-        utterance_mask = self._check_utterance_mask(utterance_mask, input_ids, input_values)
-        flat = self.encode_utterances(input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask)
+        utterance_mask = self._check_utterance_mask(utterance_mask, input_ids, input_values, text_features, audio_features)
+        flat = self.encode_utterances(
+            input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask, text_features, audio_features
+        )
         return self.dialogue_forward(flat, utterance_mask)
 
     def dialogue_forward(self, flat: dict[str, torch.Tensor], utterance_mask: torch.BoolTensor) -> TCMPModelOutput:
@@ -324,14 +371,22 @@ class TCMPModel(TCMPPreTrainedModel):
         )
 
     @staticmethod
-    def _check_utterance_mask(utterance_mask, input_ids, input_values) -> torch.BoolTensor:
+    def _check_utterance_mask(
+        utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None
+    ) -> torch.BoolTensor:
         if utterance_mask is None or utterance_mask.dim() != 2:
             raise ValueError("utterance_mask must be a (batch_size, num_utterances) tensor from the TCMP processor")
         utterance_mask = utterance_mask.bool()
         if utterance_mask.shape[1] > 1 and (utterance_mask[:, 1:] & ~utterance_mask[:, :-1]).any():
             raise ValueError("utterance_mask must be left-aligned: real utterances first, padding after")
         num_real = int(utterance_mask.sum())
-        for name, tensor in (("input_ids", input_ids), ("input_values", input_values)):
+        inputs = {
+            "input_ids": input_ids,
+            "input_values": input_values,
+            "text_features": text_features,
+            "audio_features": audio_features,
+        }
+        for name, tensor in inputs.items():
             if tensor is not None and tensor.shape[0] != num_real:
                 raise ValueError(
                     f"{name} has {tensor.shape[0]} rows but utterance_mask marks {num_real} real utterances; "
@@ -360,6 +415,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         input_values: torch.FloatTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
+        text_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
         dialogue_ids: torch.LongTensor | None = None,
         negative_input_ids: torch.LongTensor | None = None,
         negative_attention_mask: torch.LongTensor | None = None,
@@ -377,8 +434,10 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             candidates, after the other dialogues' utterances of the batch.
         """
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, input_ids, input_values)
-        flat = base.encode_utterances(input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask)
+        utterance_mask = base._check_utterance_mask(utterance_mask, input_ids, input_values, text_features, audio_features)
+        flat = base.encode_utterances(
+            input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask, text_features, audio_features
+        )
         outputs = base.dialogue_forward(flat, utterance_mask)
         batch_size, length = utterance_mask.shape
         device = utterance_mask.device
@@ -491,6 +550,8 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         input_values: torch.FloatTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
+        text_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> TCMPPreRecognitionOutput:
@@ -499,7 +560,9 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             target utterance is never an input: the model predicts the emotion of the utterance after the context.
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the target utterance's emotion id.
         """
-        utterance_mask = self.tcmp._check_utterance_mask(utterance_mask, input_ids, input_values)
+        utterance_mask = self.tcmp._check_utterance_mask(
+            utterance_mask, input_ids, input_values, text_features, audio_features
+        )
         lengths = utterance_mask.sum(dim=1)
         if (lengths == 0).any():
             empty = int((lengths == 0).nonzero()[0])
@@ -513,6 +576,8 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             token_type_ids=token_type_ids,
             input_values=input_values,
             audio_attention_mask=audio_attention_mask,
+            text_features=text_features,
+            audio_features=audio_features,
         )
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming = outputs.forthcoming_embeds[rows, lengths]

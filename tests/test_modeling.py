@@ -235,3 +235,25 @@ def test_class_weights_change_the_loss(config, make_batch):
     assert not torch.allclose(plain, weighted)
     with pytest.raises(ValueError, match="need 3 values"):
         model.set_class_weights([1.0])
+
+
+def test_frozen_encoders_stay_fixed_and_precomputed_features_give_the_same_result(tokenizer, make_batch):
+    config = tiny_config(len(tokenizer), freeze_encoders=True)
+    model = TCMPForPreTraining(config).train()
+    assert not model.tcmp.text_model.training and not model.tcmp.audio_model.training
+    batch = make_batch(random_dialogues(19, [5, 4]))
+    torch.manual_seed(1)
+    direct = model(**batch)
+    direct.loss.backward()
+    assert model.tcmp.text_model.embeddings.word_embeddings.weight.grad is None
+    assert model.tcmp.text_projection.dense.weight.grad is not None
+    features = {
+        "text_features": model.tcmp.text_features(batch["input_ids"], batch["attention_mask"]),
+        "audio_features": model.tcmp.audio_features(batch["input_values"], batch["audio_attention_mask"]),
+    }
+    torch.manual_seed(1)
+    cached = model(utterance_mask=batch["utterance_mask"], **features)
+    assert torch.allclose(direct.loss, cached.loss)
+    model.tcmp.set_encoders_frozen(False)
+    model.train()
+    assert model.tcmp.text_model.training and model.config.freeze_encoders is False
