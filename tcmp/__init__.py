@@ -13,6 +13,7 @@ from transformers import (
 
 from .configuration_tcmp import TCMPConfig
 from .modeling_tcmp import (
+    CheckpointError,
     TCMPForEmotionPreRecognition,
     TCMPForPreTraining,
     TCMPForPreTrainingOutput,
@@ -51,4 +52,5 @@ __all__ = [
     "TCMPPreRecognitionOutput",
     "TCMPProcessor",
     "TCMPInputError",
+    "CheckpointError",
 ]

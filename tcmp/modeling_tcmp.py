@@ -1,5 +1,8 @@
 """TCMP: contrastive multimodal dialogue pre-training and emotion pre-recognition (Ju et al., CIKM 2023)."""
 
+import hashlib
+import json
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -8,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
+from safetensors import SafetensorError
 from transformers.utils import ModelOutput
 
 from .configuration_tcmp import STREAMS, TCMPConfig
@@ -162,6 +166,44 @@ class TCMPForthcomingPredictor(nn.Module):
         return self.output(torch.cat([attended, query], dim=-1))
 
 
+CHECKSUM_FILE = "tcmp_checksums.json"
+
+
+class CheckpointError(OSError):
+    """A saved TCMP model that cannot be loaded safely (truncated, corrupted); the message names the file."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str):
+    """Record the SHA-256 of every weights file of a saved model, so that a damaged copy is refused at load time."""
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
+    checksums = {name: _sha256(os.path.join(folder, name)) for name in names}
+    with open(os.path.join(folder, CHECKSUM_FILE), "w") as handle:
+        json.dump(checksums, handle, indent=2)
+
+
+def verify_checksums(folder: str):
+    """Raise `CheckpointError` naming the first weights file whose bytes differ from what was saved."""
+    path = os.path.join(folder, CHECKSUM_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        checksums = json.load(handle)
+    for name, expected in checksums.items():
+        weights = os.path.join(folder, name)
+        if not os.path.isfile(weights):
+            raise CheckpointError(f"{weights} is missing (listed in {path})")
+        if _sha256(weights) != expected:
+            raise CheckpointError(f"{weights} is corrupted or truncated: its SHA-256 differs from the saved one")
+
+
 class TCMPPreTrainedModel(PreTrainedModel):
     config: TCMPConfig
     config_class = TCMPConfig
@@ -195,7 +237,21 @@ class TCMPPreTrainedModel(PreTrainedModel):
             "AutoModelForPreTraining": "modeling_tcmp.TCMPForPreTraining",
             "AutoModelForSequenceClassification": "modeling_tcmp.TCMPForEmotionPreRecognition",
         }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_checksums(str(save_directory))
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Like `PreTrainedModel.from_pretrained`; a local folder's weights are checked against their checksums."""
+        folder = str(pretrained_model_name_or_path)
+        if os.path.isdir(folder):
+            verify_checksums(folder)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
 
     @classmethod
     def from_text_audio_pretrained(
