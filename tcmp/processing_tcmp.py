@@ -22,6 +22,8 @@ def to_mono_float(audio, where: str) -> np.ndarray:
     array = np.asarray(audio)
     if array.dtype.kind not in "fiu":
         raise TCMPInputError(f"{where}: audio must be numeric samples, got dtype {array.dtype}")
+    if array.size == 0:
+        raise TCMPInputError(f"{where}: audio is empty (0 samples)")
     if array.dtype.kind in "iu":
         info = np.iinfo(array.dtype)
         scale = max(abs(info.min), info.max)
@@ -32,8 +34,6 @@ def to_mono_float(audio, where: str) -> np.ndarray:
     if array.ndim != 1:
         raise TCMPInputError(f"{where}: audio must be 1-D (mono) or 2-D (channels), got shape {array.shape}")
     array = array.astype(np.float32)
-    if array.size == 0:
-        raise TCMPInputError(f"{where}: audio is empty (0 samples)")
     if not np.isfinite(array).all():
         raise TCMPInputError(f"{where}: audio contains NaN or infinite samples")
     return array
