@@ -126,8 +126,12 @@ class TCMPDialogueContext(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, utterances: torch.Tensor) -> torch.Tensor:
-        states, _ = self.gru(utterances)
-        return self.dense(states)
+        return self.advance(utterances)[0]
+
+    def advance(self, utterances: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d) utterances from GRU state `hidden` (1, B, d) → context (B, T, d) and the new GRU state."""
+        states, hidden = self.gru(utterances, hidden)
+        return self.dense(states), hidden
 
 
 class TCMPForthcomingPredictor(nn.Module):
@@ -149,17 +153,32 @@ class TCMPForthcomingPredictor(nn.Module):
         """context (B, T, d) → e_t for t = 0 … T, shape (B, T + 1, d)."""
         batch_size, length, hidden_size = context.shape
         padded = F.pad(context, (0, 0, 2, 0))
-        query = torch.tanh(self.query(torch.cat([padded[:, 1 : length + 2], padded[:, : length + 1]], dim=-1)))
-        attended = torch.zeros_like(query)
+        query = self.make_query(padded[:, 1 : length + 2], padded[:, : length + 1])
+        memory, allowed = None, None
         if not self.no_context and length > 2:
             memory, _ = self.memory_gru(context)
-            scores = torch.bmm(query, memory.transpose(1, 2))
             position = torch.arange(length + 1, device=context.device).unsqueeze(1)
             slot = torch.arange(length, device=context.device).unsqueeze(0)
             allowed = slot <= position - 3
             if self.attention_window is not None:
                 allowed = allowed & (slot > position - 3 - self.attention_window)
             allowed = allowed.unsqueeze(0) & utterance_mask.unsqueeze(1)
+        return self.predict(query, memory, allowed)
+
+    def make_query(self, previous: torch.Tensor, before_previous: torch.Tensor) -> torch.Tensor:
+        """q_t = tanh(W_q [c_{t-1}; c_{t-2}])."""
+        return torch.tanh(self.query(torch.cat([previous, before_previous], dim=-1)))
+
+    def predict(
+        self, query: torch.Tensor, memory: torch.Tensor | None, allowed: torch.BoolTensor | None
+    ) -> torch.Tensor:
+        """
+        e = W_e [attention(q, memory); q] for queries (B, Q, d) over memory states (B, M, d), where `allowed`
+        (B, Q, M) marks the states each query may read; a query with none (or `memory=None`) attends to nothing.
+        """
+        attended = torch.zeros_like(query)
+        if memory is not None:
+            scores = torch.bmm(query, memory.transpose(1, 2))
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
             weights = torch.softmax(scores, dim=-1) * allowed.any(dim=-1, keepdim=True)
             attended = torch.bmm(weights, memory)
@@ -598,6 +617,13 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             raise ValueError(f"class weights need {self.config.num_labels} values (one per label), got {len(weights)}")
         self.config.class_weights = None if weights is None else [float(w) for w in weights]
 
+    def classify(self, forthcoming: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_t per stream (B, 3, d) → (the vectors with ablated streams zeroed, logits (B, num_labels))."""
+        keep = torch.zeros(len(STREAMS), dtype=forthcoming.dtype, device=forthcoming.device)
+        keep[_active_stream_slots(self.config)] = 1
+        forthcoming = forthcoming * keep.view(1, -1, 1)
+        return forthcoming, self.classifier(forthcoming.flatten(1))
+
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
@@ -636,11 +662,7 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             audio_features=audio_features,
         )
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
-        forthcoming = outputs.forthcoming_embeds[rows, lengths]
-        keep = torch.zeros(len(STREAMS), dtype=forthcoming.dtype, device=forthcoming.device)
-        keep[_active_stream_slots(self.config)] = 1
-        forthcoming = forthcoming * keep.view(1, -1, 1)
-        logits = self.classifier(forthcoming.flatten(1))
+        forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
         if labels is not None:
             weight = None
