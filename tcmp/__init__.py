@@ -54,3 +54,12 @@ __all__ = [
     "TCMPInputError",
     "CheckpointError",
 ]
+
+from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
+
+from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline  # noqa: E402
+
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=EmotionPreRecognitionPipeline, pt_model=AutoModelForSequenceClassification
+)
+__all__.append("EmotionPreRecognitionPipeline")
