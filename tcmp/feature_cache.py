@@ -1,0 +1,167 @@
+"""Encoder-feature cache for training with frozen encoders: every distinct utterance is encoded once, kept on disk."""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from datasets import Dataset, DatasetDict
+from datasets import config as datasets_config
+
+from .collator import TCMPDataCollator
+from .processing_tcmp import TCMPProcessor
+
+
+UTTERANCE_COLUMNS = {"text": ("text",), "audio": ("audio_path", "audio_start", "audio_end")}
+FEATURE_COLUMNS = {"text": "text_features", "audio": "audio_features"}
+
+
+def _modalities(config) -> list[str]:
+    return [m for m, present in (("text", config.has_text), ("audio", config.has_audio)) if present]
+
+
+def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
+    """SHA-256 over the encoders' configs and weights and the processor's settings (its config and vocabulary)."""
+    base = model.base_model
+    digest = hashlib.sha256()
+    for encoder in (base.text_model, base.audio_model):
+        if encoder is None:
+            digest.update(b"none")
+            continue
+        digest.update(encoder.config.to_json_string(use_diff=False).encode())
+        for name, tensor in sorted(encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(json.dumps(sorted(processor.tokenizer.get_vocab().items())).encode())
+    return digest.hexdigest()
+
+
+def _unique_utterances(splits: dict[str, Dataset], modalities: list[str]) -> tuple[dict[str, list], dict[str, list]]:
+    """The distinct utterances (by content) of all splits as columns, and each row's indices into them."""
+    columns = [c for m in modalities for c in UTTERANCE_COLUMNS[m]]
+    table = {c: [] for c in columns}
+    index, references = {}, {}
+    for split, dataset in splits.items():
+        missing = [c for c in columns if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"split {split!r} has no {missing[0]!r} column, which the model's encoders need")
+        rows = dataset.select_columns(columns).to_dict()
+        references[split] = []
+        for values in zip(*(rows[c] for c in columns)):
+            row_refs = []
+            for utterance in zip(*values):
+                if utterance not in index:
+                    index[utterance] = len(index)
+                    for column, value in zip(columns, utterance):
+                        table[column].append(value)
+                row_refs.append(index[utterance])
+            references[split].append(row_refs)
+    return table, references
+
+
+def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: list[str]) -> dict:
+    """Pooled encoder output of a batch of single utterances (`model.tcmp.text_features` / `audio_features`)."""
+    base = model.base_model
+    count = len(next(iter(batch.values())))
+    inputs = collator.processor([[u] for u in collator.utterances({**batch, "text": batch.get("text", [""] * count)})])
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    features = {}
+    with torch.no_grad():
+        if "text" in modalities:
+            text = base.text_features(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
+            features["text_features"] = text.float().cpu().numpy()
+        if "audio" in modalities:
+            audio = base.audio_features(inputs["input_values"], inputs["audio_attention_mask"])
+            features["audio_features"] = audio.float().cpu().numpy()
+    return features
+
+
+@dataclass
+class TCMPFeatureCollator:
+    """
+    Batches rows that carry `feature_index` (indices into the cached feature table, one per utterance) into model
+    inputs — `utterance_mask`, `text_features` / `audio_features`, `labels`, `dialogue_ids` — with no audio decoding
+    and no encoder pass.
+    """
+
+    text_features: torch.Tensor | None = None
+    audio_features: torch.Tensor | None = None
+
+    def __call__(self, rows: list[dict]) -> dict:
+        lengths = torch.tensor([len(row["feature_index"]) for row in rows])
+        if (lengths == 0).any():
+            raise ValueError("a row has no utterances (empty feature_index)")
+        flat = torch.tensor([i for row in rows for i in row["feature_index"]], dtype=torch.long)
+        batch = {"utterance_mask": torch.arange(int(lengths.max())).unsqueeze(0) < lengths.unsqueeze(1)}
+        if self.text_features is not None:
+            batch["text_features"] = self.text_features[flat]
+        if self.audio_features is not None:
+            batch["audio_features"] = self.audio_features[flat]
+        if "label" in rows[0]:
+            batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+        if "dialogue_index" in rows[0]:
+            batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
+        return batch
+
+
+def cached_feature_dataset(
+    dataset: Dataset | DatasetDict,
+    model,
+    processor: TCMPProcessor,
+    cache_dir: str | None = None,
+    batch_size: int = 32,
+) -> tuple[Dataset | DatasetDict, TCMPFeatureCollator]:
+    """
+    Encode every distinct utterance of `dataset` (all splits) once with the model's frozen encoders, through
+    `datasets.Dataset.map`, cached on disk as `tcmp-features-<fingerprint>.arrow` in `cache_dir` (default: next to
+    the dataset's own cache files, else `<HF datasets cache>/tcmp_features`). The fingerprint covers the distinct
+    utterances, the encoders' configs and weights and the processor's settings, so another encoder or processor never
+    reuses the cache. Returns the dataset with a `feature_index` column (per row, one index per utterance) and the
+    `TCMPFeatureCollator` that turns its rows into batches of features.
+    """
+    config = model.config
+    if not config.freeze_encoders:
+        raise ValueError(
+            "cached encoder features need frozen encoders: build the model with freeze_encoders=True "
+            "(or call model.base_model.set_encoders_frozen(True))"
+        )
+    splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
+    modalities = _modalities(config)
+    table, references = _unique_utterances(splits, modalities)
+    content = hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
+    fingerprint = hashlib.sha256((content + encoder_fingerprint(model, processor)).encode()).hexdigest()[:32]
+    if cache_dir is None:
+        cache_files = next(iter(splits.values())).cache_files
+        cache_dir = (
+            os.path.dirname(cache_files[0]["filename"])
+            if cache_files
+            else os.path.join(datasets_config.HF_DATASETS_CACHE, "tcmp_features")
+        )
+    os.makedirs(cache_dir, exist_ok=True)
+    collator = TCMPDataCollator(processor, use_text="text" in modalities, use_audio="audio" in modalities)
+    was_training = model.training
+    model.eval()
+    features = Dataset.from_dict(table).map(
+        partial(_encode_batch, model=model, collator=collator, modalities=modalities),
+        batched=True,
+        batch_size=batch_size,
+        remove_columns=list(table),
+        cache_file_name=os.path.join(cache_dir, f"tcmp-features-{fingerprint}.arrow"),
+        new_fingerprint=fingerprint,
+        load_from_cache_file=True,
+        desc="Encoding utterances (frozen encoders)",
+    )
+    model.train(was_training)
+    tensors = features.with_format("torch")[:]
+    feature_collator = TCMPFeatureCollator(
+        **{FEATURE_COLUMNS[m]: tensors[FEATURE_COLUMNS[m]] for m in modalities}
+    )
+    with_refs = {name: split.add_column("feature_index", references[name]) for name, split in splits.items()}
+    result = DatasetDict(with_refs) if isinstance(dataset, DatasetDict) else with_refs["data"]
+    return result, feature_collator
+
+
+__all__ = ["cached_feature_dataset", "TCMPFeatureCollator", "encoder_fingerprint"]

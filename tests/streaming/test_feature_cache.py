@@ -1,0 +1,114 @@
+"""Cached frozen-encoder features give the same training and evaluation as encoding every batch."""
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+import tcmp
+from tcmp.collator import TCMPDataCollator
+from tcmp.feature_cache import cached_feature_dataset
+from tcmp.presets import make_processor, tiny_config
+from tests.conftest import random_dialogues
+
+
+def prerecognition_rows(seed, count):
+    """Rows shaped like the pre-recognition datasets (text-only: no audio paths), sharing utterances across rows."""
+    dialogue = random_dialogues(seed, [count + 3], audio=False)[0]
+    rows = {k: [] for k in ("sample_id", "dialogue_id", "utterance_id", "text", "speaker", "audio_path", "label")}
+    for end in range(1, count + 1):
+        context = dialogue[max(0, end - 4) : end]
+        rows["sample_id"].append(f"d{seed}_{end}")
+        rows["dialogue_id"].append(f"d{seed}")
+        rows["utterance_id"].append(list(range(max(0, end - 4), end)))
+        rows["text"].append([u["text"] for u in context])
+        rows["speaker"].append([u["speaker"] for u in context])
+        rows["audio_path"].append([None] * len(context))
+        rows["label"].append(end % 3)
+    return Dataset.from_dict(rows)
+
+
+def frozen_model(tokenizer, head=tcmp.TCMPForEmotionPreRecognition, **kwargs):
+    torch.manual_seed(1)
+    return head(tiny_config(len(tokenizer), audio=False, num_labels=3, freeze_encoders=True, dropout=0.1, **kwargs))
+
+
+def train(model, rows, collate, steps=4, batch_size=3):
+    """A few AdamW steps with a fixed seed (dropout on); returns the losses."""
+    torch.manual_seed(7)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for step in range(steps):
+        batch = collate([rows[(step * batch_size + i) % len(rows)] for i in range(batch_size)])
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_fine_tuning_and_eval_equal_the_uncached_run(tokenizer, processor, tmp_path):
+    data = DatasetDict(train=prerecognition_rows(0, 9), validation=prerecognition_rows(1, 4))
+    cached_model = frozen_model(tokenizer)
+    plain_model = copy.deepcopy(cached_model)
+    cached, feature_collator = cached_feature_dataset(data, cached_model, processor, cache_dir=str(tmp_path))
+    assert cached["train"].num_rows == 9 and "feature_index" in cached["validation"].column_names
+    assert feature_collator.text_features.shape[0] == 9 + 3 + 4 + 3 - 6  # distinct utterances of both splits
+
+    plain_collator = TCMPDataCollator.for_model(processor, plain_model.config)
+    plain_losses = train(plain_model, list(data["train"]), plain_collator)
+    cached_losses = train(cached_model, list(cached["train"]), feature_collator)
+    assert cached_losses == pytest.approx(plain_losses, rel=1e-4)
+
+    cached_model.eval(), plain_model.eval()
+    with torch.no_grad():
+        plain_logits = plain_model(**plain_collator(list(data["validation"]))).logits
+        cached_logits = cached_model(**feature_collator(list(cached["validation"]))).logits
+    torch.testing.assert_close(cached_logits, plain_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_pretraining_batches_equal_the_uncached_run(tokenizer, processor, tmp_path):
+    windows = prerecognition_rows(2, 6).remove_columns("label").add_column("dialogue_index", list(range(6)))
+    model = frozen_model(tokenizer, head=tcmp.TCMPForPreTraining).eval()
+    cached, feature_collator = cached_feature_dataset(windows, model, processor, cache_dir=str(tmp_path))
+    batch = feature_collator(list(cached))
+    assert batch["dialogue_ids"].tolist() == list(range(6)) and "input_ids" not in batch
+    with torch.no_grad():
+        plain = model(**TCMPDataCollator.for_model(processor, model.config)(list(windows)))
+        fast = model(**batch)
+    torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_is_reused_and_invalidated_by_another_encoder_or_processor(tokenizer, processor, tmp_path):
+    data = prerecognition_rows(3, 6)
+    calls = []
+
+    def run(model, proc=processor):
+        calls.clear()
+        handle = model.tcmp.text_model.register_forward_hook(lambda *args: calls.append(1))
+        _, collator = cached_feature_dataset(data, model, proc, cache_dir=str(tmp_path))
+        handle.remove()
+        return len(calls), collator.text_features
+
+    model = frozen_model(tokenizer)
+    first_calls, first = run(model)
+    assert first_calls > 0 and len(list(tmp_path.glob("tcmp-features-*.arrow"))) == 1
+    again_calls, again = run(copy.deepcopy(model))
+    assert again_calls == 0 and torch.equal(again, first)
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.tcmp.text_model.embeddings.word_embeddings.weight.add_(0.5)
+    other_calls, other_features = run(other)
+    assert other_calls > 0 and not torch.allclose(other_features, first)
+    shorter_calls, _ = run(model, make_processor(tokenizer, max_text_length=3))
+    assert shorter_calls > 0 and len(list(tmp_path.glob("tcmp-features-*.arrow"))) == 3
+
+
+def test_needs_frozen_encoders(tokenizer, processor, tmp_path):
+    model = tcmp.TCMPForEmotionPreRecognition(tiny_config(len(tokenizer), audio=False, num_labels=3))
+    with pytest.raises(ValueError, match="freeze_encoders=True"):
+        cached_feature_dataset(prerecognition_rows(0, 2), model, processor, cache_dir=str(tmp_path))
