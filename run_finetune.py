@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""
+Fine-tune TCMP for emotion pre-recognition: the emotion of the next utterance, from the context before it.
+
+    python run_finetune.py --dataset demo --model_name_or_path out/pretrain --output_dir out/finetune
+    python run_finetune.py --dataset ../shared/data/meld --text_encoder "$(python -c 'import tcmp.presets as p; print(p.minilm_path())')" --output_dir out/pmeld
+    python run_finetune.py examples/finetune_demo.yaml
+
+The model starts from a TCMP checkpoint (pre-trained or fine-tuned), from two local encoder folders, or from a tiny
+random config. Class weights are counted on the training split only; dev WA selects the checkpoint; the test split
+(when the corpus has one) is scored once at the end.
+"""
+
+import logging
+
+import numpy as np
+
+from tcmp import TCMPForEmotionPreRecognition
+from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset
+from tcmp.metrics import class_weights
+from tcmp.training import (
+    DataArguments,
+    FinetuningArguments,
+    ModelArguments,
+    PreRecognitionMetrics,
+    TCMPTrainer,
+    build_model_and_processor,
+    data_collator,
+    evaluate_split,
+    majority_baseline,
+    model_card,
+    parse_arguments,
+    selection_callbacks,
+    train_and_save,
+    training_texts,
+    write_prerecognition_report,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv=None, callbacks=()) -> dict:
+    """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
+    model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, FinetuningArguments), argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    samples = data_args.truncate(load_prerecognition_dataset(data_args.dataset, **data_args.loader_options()))
+    label_names = samples["train"].features["label"].names
+    model, processor = build_model_and_processor(
+        model_args,
+        TCMPForEmotionPreRecognition,
+        training_texts(samples["train"]),
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+    )
+    train_labels = np.asarray(samples["train"]["label"])
+    model.set_class_weights(class_weights(train_labels, len(label_names)))
+
+    splits, collator = data_collator(model_args, samples, model, processor)
+    metrics = PreRecognitionMetrics(label_names)
+    trainer = TCMPTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=splits["train"] if training_args.do_train else None,
+        eval_dataset=splits["validation"],
+        processing_class=processor,
+        compute_metrics=metrics,
+        callbacks=[*selection_callbacks(training_args), *callbacks],
+    )
+
+    results = {}
+    if training_args.do_train:
+        results.update(train_and_save(trainer))
+    table = None
+    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
+        if not wanted:
+            continue
+        if split not in splits or len(splits[split]) == 0:
+            logger.warning("the dataset has no %s split: it is not scored", split)
+            continue
+        output = evaluate_split(trainer, splits[split], prefix, majority_baseline(train_labels, metrics, prefix))
+        results.update(output.metrics)
+        if trainer.is_world_process_zero():
+            table = (prefix, write_prerecognition_report(training_args.output_dir, prefix, output, metrics))
+    if table is not None:
+        print(f"\nPer-class results ({table[0]} split, selected checkpoint):\n{table[1]}\n")
+
+    trainer.model_card = model_card(
+        "TCMP emotion pre-recognition on " + data_args.dataset,
+        f"`{data_args.dataset}` {data_args.loader_options() or ''}; labels: {', '.join(label_names)}.",
+        format_stats(dataset_stats(samples)),
+        trainer.model,
+        training_args,
+        {name: value for name, value in results.items() if name.startswith(("eval_", "test_"))},
+        extra=f"Per-class results ({table[0]}):\n\n```\n{table[1]}\n```" if table else "",
+    )
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset=data_args.dataset)
+    return results
+
+
+if __name__ == "__main__":
+    main()

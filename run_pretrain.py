@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""
+Pre-train TCMP (text–audio matching + forthcoming-utterance prediction) on unlabelled dialogues.
+
+    python run_pretrain.py --dataset demo --output_dir out/pretrain
+    python run_pretrain.py examples/pretrain_demo.yaml
+    accelerate launch --multi_gpu run_pretrain.py --dataset umd/manifest.jsonl --text_encoder bert --audio_encoder hubert ...
+
+Dialogues are cut into sliding windows (11 utterances, stride 5, offset shifted each epoch); the other windows of a
+batch are the negatives (per process under data parallelism). The dev split selects the checkpoint (text R1@11);
+the test split is scored once at the end.
+"""
+
+import logging
+
+from tcmp import TCMPForPreTraining
+from tcmp.data import PretrainingWindows, load_pretraining_dataset
+from tcmp.training import (
+    ModelArguments,
+    PretrainingArguments,
+    PretrainingDataArguments,
+    RetrievalMetrics,
+    SetEpochCallback,
+    TCMPPreTrainer,
+    build_model_and_processor,
+    check_selection_metric,
+    data_collator,
+    evaluate_split,
+    model_card,
+    parse_arguments,
+    selection_callbacks,
+    train_and_save,
+    training_texts,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv=None, callbacks=()) -> dict:
+    """Run pre-training; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
+    model_args, data_args, training_args = parse_arguments(
+        (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
+    model, processor = build_model_and_processor(model_args, TCMPForPreTraining, training_texts(dialogues["train"]))
+    streams = model.config.available_streams
+    check_selection_metric(training_args, streams)
+
+    dialogues, collator = data_collator(model_args, dialogues, model, processor)
+    windows = {
+        name: PretrainingWindows(split, window=data_args.window, stride=data_args.stride, seed=training_args.seed)
+        for name, split in dialogues.items()
+    }
+    trainer = TCMPPreTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=windows["train"] if training_args.do_train else None,
+        eval_dataset=windows["validation"],
+        processing_class=processor,
+        compute_metrics=RetrievalMetrics(streams, seed=data_args.retrieval_seed),
+        callbacks=[SetEpochCallback(windows["train"]), *selection_callbacks(training_args), *callbacks],
+    )
+
+    results = {}
+    if training_args.do_train:
+        results.update(train_and_save(trainer))
+    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
+        if wanted:
+            results.update(evaluate_split(trainer, windows[split], prefix).metrics)
+
+    trainer.model_card = model_card(
+        "TCMP pre-trained on " + data_args.dataset,
+        f"`{data_args.dataset}` {data_args.loader_options() or ''}: "
+        + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
+        f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
+        "negatives: the other dialogues' utterances of the batch (per process); retrieval metrics over the true "
+        f"utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
+        trainer.model,
+        training_args,
+        {name: value for name, value in results.items() if name.startswith(("eval_", "test_"))},
+    )
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset=data_args.dataset)
+    return results
+
+
+if __name__ == "__main__":
+    main()
