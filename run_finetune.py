@@ -15,6 +15,8 @@ import logging
 
 import numpy as np
 
+from transformers import set_seed
+
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset
 from tcmp.metrics import class_weights
@@ -44,6 +46,7 @@ def main(argv=None, callbacks=()) -> dict:
     """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, FinetuningArguments), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     samples = data_args.truncate(load_prerecognition_dataset(data_args.dataset, **data_args.loader_options()))
     label_names = samples["train"].features["label"].names

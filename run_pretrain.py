@@ -13,6 +13,8 @@ the test split is scored once at the end.
 
 import logging
 
+from transformers import set_seed
+
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
 from tcmp.training import (
@@ -43,6 +45,7 @@ def main(argv=None, callbacks=()) -> dict:
         (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
     model, processor = build_model_and_processor(model_args, TCMPForPreTraining, training_texts(dialogues["train"]))

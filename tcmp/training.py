@@ -162,6 +162,8 @@ class TCMPTrainingArguments(TrainingArguments):
     do_predict: bool = field(default=True, metadata={"help": "Evaluate the final model once on the test split."})
 
     def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            self.use_cpu = True  # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPUs
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must be False: TCMPDataCollator needs the raw text/audio columns")
         super().__post_init__()

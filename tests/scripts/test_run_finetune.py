@@ -1,0 +1,133 @@
+"""run_finetune.py end to end on a tiny config and corpus; model set-up, parameter groups, class weights, schedule."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+import run_finetune
+from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
+from tcmp.data import load_prerecognition_dataset
+from tcmp.metrics import class_weights
+from tcmp.training import (
+    DataArguments,
+    FinetuningArguments,
+    ModelArguments,
+    PretrainingArguments,
+    PretrainingDataArguments,
+    TCMPTrainer,
+    build_model_and_processor,
+    parse_arguments,
+    training_texts,
+)
+
+from .conftest import REPO, TINY_DEMO, tiny_flags
+
+
+PER_SPLIT = ("wa", "aa", "f1", "majority_wa", "majority_aa", "majority_f1", "loss")
+
+
+@pytest.fixture(scope="module")
+def finetuned(pretrained, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("finetune")
+    results = run_finetune.main(
+        tiny_flags(output_dir, "--model_name_or_path", str(pretrained[0]), "--num_train_epochs", "2", "--learning_rate", "1e-3")
+    )
+    return output_dir, results
+
+
+def test_finetune_writes_metrics_reports_and_a_loadable_checkpoint(finetuned):
+    output_dir, results = finetuned
+    saved = json.loads((output_dir / "all_results.json").read_text())
+    labels = load_prerecognition_dataset("demo", **TINY_DEMO)["train"].features["label"].names
+    for prefix in ("eval", "test"):
+        for name in PER_SPLIT:
+            assert f"{prefix}_{name}" in saved
+        for label in labels:
+            assert 0.0 <= saved[f"{prefix}_recall_{label}"] <= 1.0
+        assert (output_dir / f"{prefix}_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+        assert all(label in (output_dir / f"{prefix}_per_class.txt").read_text() for label in labels)
+    assert saved["test_wa"] == results["test_wa"]
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir)
+    assert isinstance(model, TCMPForEmotionPreRecognition)
+    assert model.config.id2label == dict(enumerate(labels))
+    processor = AutoProcessor.from_pretrained(output_dir)
+    batch = processor([[{"text": "hello there", "speaker": "A"}, {"text": "how are you", "speaker": "B"}]])
+    if model.config.has_audio:
+        batch = processor([[{"text": t, "audio": np.zeros(1600), "sampling_rate": 16000} for t in ("hi", "ok")]])
+    assert model(**batch).logits.shape == (1, len(labels))
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        assert (checkpoint / "processor_config.json").is_file()
+    card = (output_dir / "README.md").read_text()
+    assert "test_wa" in card and "Per-class" in card
+
+
+def test_finetuning_starts_from_the_pretrained_weights(pretrained):
+    texts = training_texts(load_prerecognition_dataset("demo", **TINY_DEMO)["train"])
+    model, _ = build_model_and_processor(
+        ModelArguments(model_name_or_path=str(pretrained[0])), TCMPForEmotionPreRecognition, texts, num_labels=3
+    )
+    source = TCMPForPreTraining.from_pretrained(pretrained[0])
+    for name, tensor in source.tcmp.state_dict().items():
+        torch.testing.assert_close(model.tcmp.state_dict()[name], tensor)
+
+
+def test_class_weights_come_from_the_training_split_only(finetuned):
+    splits = load_prerecognition_dataset("demo", **TINY_DEMO)
+    num_labels = splits["train"].features["label"].num_classes
+    from_train = class_weights(np.asarray(splits["train"]["label"]), num_labels)
+    everything = np.concatenate([np.asarray(splits[s]["label"]) for s in splits])
+    assert not np.allclose(from_train, class_weights(everything, num_labels))
+    model = AutoModelForSequenceClassification.from_pretrained(finetuned[0])
+    np.testing.assert_allclose(model.config.class_weights, from_train)
+
+
+def test_encoders_and_new_layers_get_their_own_learning_rates(tmp_path):
+    texts = training_texts(load_prerecognition_dataset("demo", **TINY_DEMO)["train"])
+    model, _ = build_model_and_processor(ModelArguments(hidden_size=16), TCMPForEmotionPreRecognition, texts, num_labels=3)
+    args = FinetuningArguments(
+        output_dir=str(tmp_path), learning_rate=1e-3, encoder_learning_rate=1e-5, report_to="none", load_best_model_at_end=False
+    )
+    optimizer = TCMPTrainer(model=model, args=args).create_optimizer()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    encoder = {id(p) for p in model.tcmp.text_model.parameters()} | {id(p) for p in model.tcmp.audio_model.parameters()}
+    assert {lr_of[i] for i in encoder} == {1e-5}
+    assert {lr for i, lr in lr_of.items() if i not in encoder} == {1e-3}
+    assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_plateau_decay_and_early_stopping(tmp_path):
+    """A learning rate too small to change predictions: dev WA never improves after epoch 1, so the LR is × 0.75
+    after epoch 2 and patience 2 stops training after epoch 3."""
+    run_finetune.main(
+        tiny_flags(
+            tmp_path, "--num_train_epochs", "6", "--learning_rate", "1e-12", "--encoder_learning_rate", "1e-12",
+            "--early_stopping_patience", "2", "--logging_strategy", "epoch", "--do_predict", "false",
+        )
+    )
+    history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+    learning_rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    assert learning_rates == pytest.approx([1e-12, 1e-12, 0.75e-12])
+    assert max(entry["epoch"] for entry in history) == 3
+
+
+def test_arguments_from_yaml_and_json(tmp_path):
+    parsed = parse_arguments((ModelArguments, DataArguments, FinetuningArguments), [f"{REPO}/examples/finetune_demo.yaml"])
+    assert parsed[1].dataset == "demo" and parsed[2].metric_for_best_model == "wa"
+    pretrain = parse_arguments(
+        (ModelArguments, PretrainingDataArguments, PretrainingArguments), [f"{REPO}/examples/pretrain_demo.yaml"]
+    )
+    assert pretrain[1].window == 11 and pretrain[2].metric_for_best_model == "text_r1@11"
+    (tmp_path / "args.json").write_text(json.dumps({"output_dir": str(tmp_path), "modality": "text", "learning_rate": 3e-5}))
+    model_args, training_args = parse_arguments((ModelArguments, FinetuningArguments), [tmp_path / "args.json"])
+    assert model_args.modality == "text" and training_args.learning_rate == 3e-5
+    assert training_args.encoder_learning_rate == 2e-6 and training_args.max_grad_norm == 5.0
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="--use_feature_cache needs --freeze_encoders"):
+        ModelArguments(use_feature_cache=True)
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        FinetuningArguments(output_dir=str(tmp_path), remove_unused_columns=True)
