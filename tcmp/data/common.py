@@ -1,0 +1,217 @@
+"""Shared pieces: row features, build reports, and cached split building through `datasets`' own caching."""
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+from .errors import MissingFileError
+
+logger = logging.getLogger("tcmp.data")
+
+UTTERANCE_FEATURES = {
+    "utterance_id": List(Value("string")),
+    "text": List(Value("string")),
+    "speaker": List(Value("string")),
+    "audio_path": List(Value("string")),
+    "audio_start": List(Value("float64")),
+    "audio_end": List(Value("float64")),
+}
+SPLITS = ("train", "validation", "test")
+
+
+def prerecognition_features(label_names) -> Features:
+    return Features(
+        {
+            "sample_id": Value("string"),
+            "dialogue_id": Value("string"),
+            **UTTERANCE_FEATURES,
+            "target_speaker": Value("string"),
+            "target_utterance_id": Value("string"),
+            "label": ClassLabel(names=list(label_names)),
+        }
+    )
+
+
+def dialogue_features() -> Features:
+    return Features({"dialogue_id": Value("string"), **UTTERANCE_FEATURES})
+
+
+def file_identity(path: str) -> list:
+    """(absolute path, size, mtime_ns) of a file: part of every cache key, so an edited input rebuilds."""
+    if not os.path.exists(path):
+        raise MissingFileError(f"missing file: {path!r}")
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def folder_identity(folder: str, suffixes: tuple[str, ...]) -> str:
+    """A digest of the names, sizes and mtimes of the files under `folder` with one of `suffixes`."""
+    digest = hashlib.sha1()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(suffixes):
+                path = os.path.join(root, name)
+                stat = os.stat(path)
+                digest.update(f"{os.path.relpath(path, folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """A digest of this package's source: a code change invalidates every cached build."""
+    digest = hashlib.sha1()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class SplitReport:
+    """What a build of one split kept, skipped (reason → count, with the first few places) and noted."""
+
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+    notes: Counter = field(default_factory=Counter)
+    cached: bool = False
+
+    def skip(self, reason: str, where: str):
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 5:
+            self.examples[reason].append(where)
+
+    def note(self, what: str, count: int = 1):
+        self.notes[what] += count
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "skipped": dict(self.skipped), "examples": self.examples, "notes": dict(self.notes)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SplitReport":
+        return cls(rows=data["rows"], skipped=Counter(data["skipped"]), examples=data["examples"],
+                   notes=Counter(data["notes"]))
+
+
+@dataclass
+class BuildReport:
+    """The per-split reports of one build (`build_*(..., return_report=True)`; also `dataset_dict.build_report`)."""
+
+    name: str
+    splits: dict = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> Counter:
+        """Reason → count over all splits (the rule's own exclusions have reasons starting with `rule:`)."""
+        total = Counter()
+        for report in self.splits.values():
+            total.update(report.skipped)
+        return total
+
+    @property
+    def notes(self) -> Counter:
+        total = Counter()
+        for report in self.splits.values():
+            total.update(report.notes)
+        return total
+
+    def summary(self) -> str:
+        lines = [f"[tcmp.data] {self.name} build summary"]
+        for split, report in self.splits.items():
+            state = " (from cache)" if report.cached else ""
+            lines.append(f"  {split}: {report.rows} rows{state}")
+            for reason, count in sorted(report.skipped.items()):
+                examples = "; ".join(report.examples.get(reason, [])[:3])
+                lines.append(f"    skipped {count}: {reason}  e.g. {examples}")
+            for what, count in sorted(report.notes.items()):
+                lines.append(f"    note {count}: {what}")
+        return "\n".join(lines)
+
+    def log(self):
+        text = self.summary()
+        logger.info(text)
+        print(text, file=sys.stderr)
+
+
+_FRESH_REPORTS: dict[str, SplitReport] = {}
+"""Reports of generators that just ran in this process, by spec digest (a cached build does not run its generator)."""
+
+REPORT_FILE = "tcmp_build_report.json"
+
+
+def spec_digest(spec_json: str) -> str:
+    return hashlib.sha1(spec_json.encode()).hexdigest()
+
+
+def record_report(spec_json: str, report: SplitReport):
+    """Called by a generator when it has yielded its last row."""
+    _FRESH_REPORTS[spec_digest(spec_json)] = report
+
+
+def cached_split(generator, spec: dict, features: Features, cache_dir: str | None, split: str):
+    """
+    `Dataset.from_generator(generator, gen_kwargs={"spec": <spec as JSON>})`: `datasets` fingerprints the generator
+    and the spec (which holds every option and the identity of every input file, plus this package's code version),
+    writes the Arrow file into a `.incomplete` folder and renames it only when complete (an interrupted build leaves
+    nothing a later build would reuse), and reuses it on an identical second build without calling the generator.
+
+    The generator gets `spec` (a JSON string) and must call `record_report(spec, report)` when done. Returns
+    `(dataset, SplitReport)`; the report of a cached build is read from the file saved next to its Arrow file.
+    """
+    spec = dict(spec, code=code_version(), split=split)
+    spec_json = json.dumps(spec, sort_keys=True, default=str)
+    digest = spec_digest(spec_json)
+    _FRESH_REPORTS.pop(digest, None)
+    dataset = Dataset.from_generator(
+        generator, features=features, cache_dir=cache_dir, gen_kwargs={"spec": spec_json}, split=split
+    )
+    folder = os.path.dirname(dataset.cache_files[0]["filename"]) if dataset.cache_files else None
+    report = _FRESH_REPORTS.pop(digest, None)
+    if report is not None:
+        report.rows = len(dataset)
+        if folder:
+            tmp = os.path.join(folder, REPORT_FILE + ".tmp")
+            with open(tmp, "w") as handle:
+                json.dump(report.to_json(), handle)
+            os.replace(tmp, os.path.join(folder, REPORT_FILE))
+    else:
+        path = os.path.join(folder, REPORT_FILE) if folder else None
+        if path and os.path.exists(path):
+            with open(path) as handle:
+                report = SplitReport.from_json(json.load(handle))
+        else:
+            report = SplitReport(rows=len(dataset))
+            report.note("report of the cached build not found")
+        report.cached = True
+    return dataset, report
+
+
+def finish(name: str, splits: dict, reports: dict, return_report: bool, description: dict | None = None):
+    """A `DatasetDict` of the splits (with `.build_report`), the summary printed; `(dd, report)` if asked."""
+    dataset_dict = DatasetDict(splits)
+    report = BuildReport(name=name, splits=reports)
+    if description is not None:
+        for dataset in dataset_dict.values():
+            dataset.info.description = json.dumps(description, sort_keys=True)
+    dataset_dict.build_report = report
+    report.log()
+    return (dataset_dict, report) if return_report else dataset_dict
+
+
+def kind_of(dataset_dict) -> dict:
+    """The `{"tcmp_kind": ...}` description a build stored in its datasets' info ({} when unknown)."""
+    for dataset in dataset_dict.values():
+        try:
+            return json.loads(dataset.info.description or "{}")
+        except (json.JSONDecodeError, TypeError):
+            return {}
+    return {}
