@@ -82,9 +82,12 @@ def synthesize(character: int, mood: str, duration: float, variant: int, seed: i
     f0 = base_f0 * pitch * (1.0 + accent + contour * np.clip(progress - 0.6, 0, None) / 0.4 - 0.04 * progress)
     f0 *= 1.0 + 0.01 * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(1, n + 1))
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLING_RATE
-    voiced = np.zeros(n)
-    for k in range(1, 9):
-        voiced += np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k ** decay
+    # sin(k·φ) by the Chebyshev recurrence sin(kφ) = 2·cos(φ)·sin((k-1)φ) - sin((k-2)φ): one sin/cos for 8 harmonics
+    twice_cos, previous, current = 2 * np.cos(phase), np.zeros(n), np.sin(phase)
+    voiced = current.copy()
+    for k in range(2, 9):
+        previous, current = current, twice_cos * current - previous
+        voiced += current / k ** decay
     voiced /= np.max(np.abs(voiced)) + 1e-9
     gain = energy * loudness * rng.uniform(0.85, 1.15)
     signal = gain * envelope * voiced + gain * 0.5 * noise_env * rng.standard_normal(n) + 0.002 * rng.standard_normal(n)
@@ -186,7 +189,7 @@ def _dialogues(options: dict):
     rng = np.random.default_rng([options["seed"], ["pretraining", "prerecognition"].index(part),
                                  ["train", "validation", "test"].index(split)])
     for d in range(options["num_dialogues"]):
-        dialogue_id = f"demo-{"pt" if part == "pretraining" else "pr"}-{split}-{d}"
+        dialogue_id = f"demo-{'pt' if part == 'pretraining' else 'pr'}-{split}-{d}"
         yield dialogue_id, make_dialogue(rng, int(rng.integers(low, high + 1)), options["seed"],
                                          options["clip_variants"], options["clips"], dialogue_id)
 

@@ -1,0 +1,131 @@
+"""
+Command line:
+
+    python -m tcmp.data build demo [--options JSON] --output DIR          (DIR/pretraining, DIR/prerecognition)
+    python -m tcmp.data build pmeld CSV_DIR [--media-dir D] [--label-type sentiment|emotion] [rule flags] --output DIR
+    python -m tcmp.data build piem IEMOCAP_ROOT [rule flags] --output DIR
+    python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] --output DIR   (split from file name: train/dev/test)
+    python -m tcmp.data build release FILE [--kind pmeld|piem|umd] --allow-pickle --output DIR
+    python -m tcmp.data stats SOURCE-or-saved-DIR [--paper pmeld|piem]
+
+Rule flags: --min-context N --max-context N --[no-]require-target-spoke-before --[no-]require-speaker-change.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .common import kind_of
+from .loading import detect_source
+
+
+def rule_from(args):
+    from .rule import ReconstructionRule
+
+    default = ReconstructionRule()
+    return ReconstructionRule(
+        min_context=args.min_context if args.min_context is not None else default.min_context,
+        max_context=args.max_context if args.max_context is not None else default.max_context,
+        require_target_spoke_before=default.require_target_spoke_before if args.spoke_before is None else args.spoke_before,
+        require_speaker_change=default.require_speaker_change if args.speaker_change is None else args.speaker_change,
+    )
+
+
+def split_of(path: str) -> str:
+    name = os.path.basename(path).lower()
+    return "validation" if "dev" in name or "valid" in name else "test" if "test" in name else "train"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tcmp.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build a dataset and save it with save_to_disk")
+    build.add_argument("kind", choices=["demo", "pmeld", "piem", "umd", "release"])
+    build.add_argument("inputs", nargs="*", help="the corpus: CSV folder, IEMOCAP root, manifest(s), release file")
+    build.add_argument("--output", required=True)
+    build.add_argument("--cache-dir")
+    build.add_argument("--options", help="extra builder options as a JSON object")
+    build.add_argument("--media-dir")
+    build.add_argument("--label-type", default="sentiment", choices=["sentiment", "emotion"])
+    build.add_argument("--min-context", type=int)
+    build.add_argument("--max-context", type=int)
+    build.add_argument("--require-target-spoke-before", dest="spoke_before", action=argparse.BooleanOptionalAction)
+    build.add_argument("--require-speaker-change", dest="speaker_change", action=argparse.BooleanOptionalAction)
+    build.add_argument("--kind-of-release", dest="release_kind", choices=["pmeld", "piem", "umd"])
+    build.add_argument("--allow-pickle", action="store_true", help="read joblib/pickle files (trusted files only)")
+    stats = commands.add_parser("stats", help="print Table-1 statistics (NU, ADL, AWL, classes)")
+    stats.add_argument("source")
+    stats.add_argument("--paper", choices=["pmeld", "piem", "none"], help="which paper row to show (default: detected)")
+    stats.add_argument("--cache-dir")
+    stats.add_argument("--allow-pickle", action="store_true")
+    stats.add_argument("--options", help="builder options as a JSON object")
+    args = parser.parse_args(argv)
+
+    from .stats import dataset_stats, format_stats
+
+    options = json.loads(args.options) if args.options else {}
+    if args.cache_dir:
+        options["cache_dir"] = args.cache_dir
+    if args.command == "stats":
+        from .loading import load_prerecognition_dataset, load_pretraining_dataset
+
+        kind = detect_source(args.source)
+        if args.allow_pickle:
+            options["allow_pickle"] = True
+        if kind in ("umd",):
+            data = load_pretraining_dataset(args.source, **options)
+        elif kind == "release":
+            from .release import import_release
+
+            data = import_release(args.source, allow_pickle=args.allow_pickle, **options)
+        else:
+            data = load_prerecognition_dataset(args.source, **options)
+        paper = args.paper or kind_of(data).get("tcmp_kind")
+        print(format_stats(dataset_stats(data), paper=None if paper == "none" else paper))
+        return 0
+
+    start = time.time()
+    needs = {"demo": 0, "pmeld": 1, "piem": 1, "release": 1}
+    if args.kind in needs and len(args.inputs) != needs[args.kind]:
+        parser.error(f"build {args.kind} takes {needs[args.kind]} input(s), got {len(args.inputs)}")
+    outputs = {}
+    if args.kind == "demo":
+        from .demo import build_demo
+
+        outputs["pretraining"], outputs["prerecognition"] = build_demo(rule=rule_from(args), **options)
+    elif args.kind == "pmeld":
+        from .meld import build_pmeld
+
+        outputs[""] = build_pmeld(args.inputs[0], media_dir=args.media_dir, label_type=args.label_type,
+                                  rule=rule_from(args), **options)
+    elif args.kind == "piem":
+        from .iemocap import build_piem
+
+        outputs[""] = build_piem(args.inputs[0], rule=rule_from(args), **options)
+    elif args.kind == "umd":
+        from .umd import build_umd
+
+        if not args.inputs:
+            parser.error("build umd takes one or more manifests")
+        outputs[""] = build_umd({split_of(p): p for p in args.inputs} if len(args.inputs) > 1 else args.inputs[0],
+                                **options)
+    else:
+        from .release import import_release
+
+        outputs[""] = import_release(args.inputs[0], kind=args.release_kind, allow_pickle=args.allow_pickle,
+                                     label_type=args.label_type, **options)
+    for name, data in outputs.items():
+        folder = os.path.join(args.output, name) if name else args.output
+        data.save_to_disk(folder)
+        print(f"saved {name or args.kind} to {folder}", file=sys.stderr)
+        paper = kind_of(data).get("tcmp_kind")
+        print(format_stats(dataset_stats(data), paper=paper if paper in ("pmeld", "piem") else None))
+    print(f"built in {time.time() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Dispatchers used by the training scripts: a source string (+ options) → a DatasetDict."""
+
+import os
+
+from .errors import DataError, MissingFileError
+
+PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
+"""First bytes of a pickle, or of joblib's zlib/gzip/bz2/xz/lz4 compressed pickles."""
+
+
+def detect_source(source: str) -> str:
+    """'demo', 'saved' (a save_to_disk folder), 'pmeld', 'piem', 'umd' (a JSON Lines manifest) or 'release'."""
+    if source == "demo":
+        return "demo"
+    if not os.path.exists(source):
+        raise MissingFileError(f"dataset source {source!r}: no such file or folder (and not 'demo')")
+    if os.path.isdir(source):
+        names = set(os.listdir(source))
+        if "dataset_dict.json" in names or "dataset_info.json" in names:
+            return "saved"
+        if any(name.endswith("_sent_emo.csv") for name in names):
+            return "pmeld"
+        if "IEMOCAP_full_release" in names or any(name.startswith("Session") for name in names):
+            return "piem"
+        raise DataError(
+            f"dataset source {source!r}: a folder with neither MELD CSVs (*_sent_emo.csv), an IEMOCAP release "
+            "(Session1…5), nor a saved dataset (dataset_dict.json)"
+        )
+    with open(source, "rb") as handle:
+        head = handle.read(64)
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "umd"
+    if head.startswith(PICKLE_MAGIC):
+        return "release"
+    raise DataError(f"dataset source {source!r}: neither a JSON Lines manifest nor a joblib/pickle release file")
+
+
+def _load_saved(source: str):
+    from datasets import DatasetDict, load_from_disk
+
+    loaded = load_from_disk(source)
+    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+
+
+def load_prerecognition_dataset(source: str, **options):
+    """Pre-recognition samples from "demo" (`build_demo` options), a MELD CSV folder (`build_pmeld`), an IEMOCAP
+    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder."""
+    from .demo import build_demo
+    from .iemocap import build_piem
+    from .meld import build_pmeld
+    from .release import import_release
+
+    kind = detect_source(source)
+    allow_pickle = options.pop("allow_pickle", False)
+    if kind == "demo":
+        return build_demo(**options)[1]
+    if kind == "pmeld":
+        return build_pmeld(source, **options)
+    if kind == "piem":
+        return build_piem(source, **options)
+    if kind == "release":
+        result = import_release(source, allow_pickle=allow_pickle, **options)
+        if "label" not in next(iter(result.values())).column_names:
+            raise DataError(f"{source!r} holds pre-training dialogues (UMD), not pre-recognition samples")
+        return result
+    if kind == "saved":
+        return _load_saved(source)
+    raise DataError(f"{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset")
+
+
+def load_pretraining_dataset(source: str, **options):
+    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
+    release file (`import_release`, kind umd) or a `save_to_disk` folder."""
+    from .demo import build_demo
+    from .release import import_release
+    from .umd import build_umd
+
+    kind = detect_source(source)
+    allow_pickle = options.pop("allow_pickle", False)
+    if kind == "demo":
+        return build_demo(**options)[0]
+    if kind == "umd":
+        return build_umd(source, **options)
+    if kind == "release":
+        result = import_release(source, allow_pickle=allow_pickle, **options)
+        if "label" in next(iter(result.values())).column_names:
+            raise DataError(f"{source!r} holds pre-recognition samples, not pre-training dialogues")
+        return result
+    if kind == "saved":
+        return _load_saved(source)
+    raise DataError(f"{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues")

@@ -1,0 +1,57 @@
+"""Lazy sliding windows over pre-training dialogues."""
+
+import torch
+
+LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
+
+
+class PretrainingWindows(torch.utils.data.Dataset):
+    """
+    Windows of `window` consecutive utterances over the dialogues (rows) of `dialogues`, every `stride` utterances.
+
+    A dialogue of n > window utterances gives k = 1 + (n - window) // stride windows (the same count every epoch),
+    starting at `offset + j * stride` (clamped to n - window); `set_epoch(e)` sets `offset = (seed + e) % stride`,
+    so the windows shift deterministically each epoch and every offset in [0, stride) comes round. A dialogue of
+    n <= window utterances gives one window: the whole dialogue.
+
+    Only `(row, start)` pairs are kept in memory; each item reads its dialogue row from the (memory-mapped) Arrow
+    dataset and slices the list columns. Items: the list columns sliced, `dialogue_id`, `dialogue_index` (the row),
+    and `window_start`.
+    """
+
+    def __init__(self, dialogues, window: int = 11, stride: int = 5, seed: int = 0):
+        if window < 1 or stride < 1:
+            raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+        self.dialogues, self.window, self.stride, self.seed = dialogues, window, stride, seed
+        self.lengths = []
+        for batch in dialogues.select_columns(["text"]).with_format("arrow").iter(batch_size=1000):
+            self.lengths += batch.column("text").value_lengths().to_pylist()
+        self.set_epoch(0)
+
+    @property
+    def offset(self) -> int:
+        return (self.seed + self.epoch) % self.stride
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+        offset = self.offset
+        index = []
+        for row, n in enumerate(self.lengths):
+            if n <= self.window:
+                index.append((row, 0))
+                continue
+            last = n - self.window
+            for j in range(1 + last // self.stride):
+                index.append((row, min(offset + j * self.stride, last)))
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        row, start = self.index[i]
+        dialogue = self.dialogues[row]
+        item = {key: value[start:start + self.window] if key in LIST_COLUMNS else value for key, value in dialogue.items()}
+        item["dialogue_index"] = row
+        item["window_start"] = start
+        return item
