@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from .errors import MissingFileError
+from .errors import DataError, MissingFileError
 
 logger = logging.getLogger("tcmp.data")
 
@@ -171,9 +171,24 @@ def cached_split(generator, spec: dict, features: Features, cache_dir: str | Non
     spec_json = json.dumps(spec, sort_keys=True, default=str)
     digest = spec_digest(spec_json)
     _FRESH_REPORTS.pop(digest, None)
-    dataset = Dataset.from_generator(
-        generator, features=features, cache_dir=cache_dir, gen_kwargs={"spec": spec_json}, split=split
-    )
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        dataset = Dataset.from_generator(
+            generator, features=features, cache_dir=cache_dir, gen_kwargs={"spec": spec_json}, split=split
+        )
+    except DatasetGenerationError as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, DataError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, DataError):  # our own clear message, not the library's wrapper
+            raise cause.with_traceback(None) from None
+        raise
+    except ValueError as error:
+        if "corresponds to no data" not in str(error) or digest not in _FRESH_REPORTS:
+            raise
+        # the generator ran and yielded no row: `datasets` keeps no Arrow file for an empty split
+        dataset = Dataset.from_dict({name: [] for name in features}, features=features, split=split)
     folder = os.path.dirname(dataset.cache_files[0]["filename"]) if dataset.cache_files else None
     report = _FRESH_REPORTS.pop(digest, None)
     if report is not None:
