@@ -32,6 +32,7 @@ from tcmp.training import (
     majority_baseline,
     model_card,
     parse_arguments,
+    reconstruction_rule,
     selection_callbacks,
     train_and_save,
     training_texts,
@@ -94,7 +95,7 @@ def main(argv=None, callbacks=()) -> dict:
     trainer.model_card = model_card(
         "TCMP emotion pre-recognition on " + data_args.dataset,
         f"`{data_args.dataset}` {data_args.loader_options() or ''}; labels: {', '.join(label_names)}.",
-        format_stats(dataset_stats(samples)),
+        reconstruction_rule(samples) + "\n\n" + format_stats(dataset_stats(samples)),
         trainer.model,
         training_args,
         {name: value for name, value in results.items() if name.startswith(("eval_", "test_"))},

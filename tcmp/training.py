@@ -475,6 +475,15 @@ def write_prerecognition_report(
     return table
 
 
+def reconstruction_rule(splits) -> str:
+    """The sample reconstruction rule a dataset build recorded in its info, in words."""
+    from .data.common import kind_of
+    from .data.rule import ReconstructionRule
+
+    rule = kind_of(splits).get("rule")
+    return ReconstructionRule.from_value(rule).describe() if rule else "not recorded by the dataset build"
+
+
 def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArguments, results: dict, extra: str = "") -> str:
     """A model card (`README.md`) with the dataset and its reconstruction rule, the settings and the results."""
     config = model.config

@@ -11,7 +11,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-TINY_DEMO = {}
+TINY_DEMO = {
+    "num_pretrain_dialogues": 10,
+    "pretrain_turns": [12, 16],
+    "num_labelled_dialogues": 16,
+    "labelled_turns": [6, 8],
+    "dev_fraction": 0.2,
+    "test_fraction": 0.2,
+    "clip_variants": 1,
+}
 """Options of `tcmp.data.build_demo` for a corpus that trains in seconds."""
 
 
@@ -21,6 +29,7 @@ def tiny_flags(output_dir, *extra) -> list[str]:
         "--dataset", "demo",
         "--dataset_options", json.dumps(TINY_DEMO),
         "--hidden_size", "16",
+        "--max_audio_length", "4000",
         "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "4",
         "--report_to", "none",

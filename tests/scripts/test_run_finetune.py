@@ -88,7 +88,8 @@ def test_encoders_and_new_layers_get_their_own_learning_rates(tmp_path):
     texts = training_texts(load_prerecognition_dataset("demo", **TINY_DEMO)["train"])
     model, _ = build_model_and_processor(ModelArguments(hidden_size=16), TCMPForEmotionPreRecognition, texts, num_labels=3)
     args = FinetuningArguments(
-        output_dir=str(tmp_path), learning_rate=1e-3, encoder_learning_rate=1e-5, report_to="none", load_best_model_at_end=False
+        output_dir=str(tmp_path), learning_rate=1e-3, encoder_learning_rate=1e-5, report_to="none", load_best_model_at_end=False,
+        eval_strategy="no", lr_scheduler_type="constant",
     )
     optimizer = TCMPTrainer(model=model, args=args).create_optimizer()
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
