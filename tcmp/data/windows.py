@@ -1,5 +1,6 @@
 """Lazy sliding windows over pre-training dialogues."""
 
+import pyarrow.compute as pc
 import torch
 
 LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
@@ -25,7 +26,7 @@ class PretrainingWindows(torch.utils.data.Dataset):
         self.dialogues, self.window, self.stride, self.seed = dialogues, window, stride, seed
         self.lengths = []
         for batch in dialogues.select_columns(["text"]).with_format("arrow").iter(batch_size=1000):
-            self.lengths += batch.column("text").value_lengths().to_pylist()
+            self.lengths += pc.list_value_length(batch.column("text")).to_pylist()
         self.set_epoch(0)
 
     @property
