@@ -12,7 +12,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 TINY_DEMO = {
-    "num_pretrain_dialogues": 10,
+    "num_pretrain_dialogues": 15,
     "pretrain_turns": [12, 16],
     "num_labelled_dialogues": 16,
     "labelled_turns": [6, 8],

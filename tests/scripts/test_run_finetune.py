@@ -106,6 +106,7 @@ def test_plateau_decay_and_early_stopping(tmp_path):
         tiny_flags(
             tmp_path, "--num_train_epochs", "6", "--learning_rate", "1e-12", "--encoder_learning_rate", "1e-12",
             "--early_stopping_patience", "2", "--logging_strategy", "epoch", "--do_predict", "false",
+            "--max_train_samples", "8", "--max_eval_samples", "8",
         )
     )
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
