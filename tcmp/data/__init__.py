@@ -3,7 +3,7 @@ Datasets for TCMP: P-MELD, P-IEM and UMD-style dialogues (from raw corpora or th
 demo corpus, lazy pre-training windows, audio decoding, and Table-1 statistics. See `tcmp/data/README.md`.
 """
 
-from .audio import extract_audio_from_media, load_audio
+from .audio import extract_audio, load_audio
 from .common import BuildReport, SplitReport
 from .demo import build_demo
 from .errors import AudioLoadError, DataError, MissingFileError, PickleRefusedError
@@ -19,6 +19,6 @@ from .windows import PretrainingWindows
 __all__ = [
     "AudioLoadError", "BuildReport", "DataError", "MissingFileError", "PAPER_TABLE1", "PickleRefusedError",
     "PretrainingWindows", "ReconstructionRule", "SplitReport", "build_demo", "build_piem", "build_pmeld", "build_umd",
-    "dataset_stats", "extract_audio_from_media", "format_stats", "import_release", "load_audio",
+    "dataset_stats", "extract_audio", "format_stats", "import_release", "load_audio",
     "load_prerecognition_dataset", "load_pretraining_dataset", "make_samples",
 ]

@@ -92,7 +92,7 @@ def ffmpeg_available() -> bool:
     return shutil.which("ffmpeg") is not None
 
 
-def extract_audio_from_media(media_path: str, wav_path: str, sampling_rate: int = 16000) -> str:
+def extract_audio(media_path: str, wav_path: str, sampling_rate: int = 16000) -> str:
     """
     Extract the audio track of `media_path` (e.g. a MELD `.mp4` clip) into a mono `sampling_rate` 16-bit wav at
     `wav_path` with the `ffmpeg` command-line tool. The wav appears atomically (written to a temporary file, then

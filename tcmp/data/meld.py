@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from .audio import check_audio, extract_audio_from_media
+from .audio import check_audio, extract_audio
 from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features, record_report
 from .common import SplitReport
 from .errors import DataError, MissingFileError
@@ -131,7 +131,7 @@ def _find_clip(clips: str, audio_cache: str, uid: str, report: SplitReport) -> s
         wav = os.path.join(audio_cache, uid + ".wav")
         if not os.path.exists(wav):
             try:
-                extract_audio_from_media(media, wav)
+                extract_audio(media, wav)
             except DataError as error:
                 report.note(f"clip not extracted: {str(error)[:200]}")
                 return None

@@ -1,12 +1,13 @@
 """Reconstruction rule and P-MELD (hand-checked counts and contexts), bad MELD input, caching."""
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
 from tcmp.data import (AudioLoadError, DataError, MissingFileError, ReconstructionRule, build_pmeld,
-                       dataset_stats, format_stats, load_audio, make_samples)
+                       dataset_stats, extract_audio, format_stats, load_audio, make_samples)
 from tests.data.conftest import MELD_HEADER, MELD_ROWS, write_meld_csv, write_wav
 
 
@@ -214,3 +215,34 @@ def test_load_audio(tmp_path):
     silent = write_wav(str(tmp_path / "zero.wav"), seconds=0.0)
     with pytest.raises(AudioLoadError, match="empty"):
         load_audio(silent)
+
+
+def to_mp4(wav, mp4):
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(mp4)],
+                   check=True)
+    return mp4
+
+
+def test_extract_audio(tmp_path, monkeypatch):
+    mp4 = to_mp4(write_wav(str(tmp_path / "a.wav"), seconds=0.5, rate=44100), tmp_path / "a.mp4")
+    out = extract_audio(str(mp4), str(tmp_path / "out" / "a.wav"))
+    audio = load_audio(out)
+    assert abs(audio.shape[0] - 8000) < 1200 and np.abs(audio).max() > 0.05  # aac adds a little padding
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.wav"]  # no partial file left behind
+    (tmp_path / "bad.mp4").write_bytes(b"not a video" * 50)
+    with pytest.raises(AudioLoadError, match="bad.mp4.*ffmpeg failed"):
+        extract_audio(str(tmp_path / "bad.mp4"), str(tmp_path / "out" / "bad.wav"))
+    assert not (tmp_path / "out" / "bad.wav").exists()
+    with pytest.raises(AudioLoadError, match="missing"):
+        extract_audio(str(tmp_path / "none.mp4"), str(tmp_path / "out" / "none.wav"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AudioLoadError, match="`ffmpeg` program is not installed"):
+        extract_audio(str(mp4), str(tmp_path / "out" / "b.wav"))
+
+
+def test_pmeld_mp4_clips_extracted_into_cache(meld_dir, meld_media, tmp_path):
+    to_mp4(meld_media / "dia0_utt0.wav", meld_media / "dia0_utt0.mp4")
+    os.remove(meld_media / "dia0_utt0.wav")
+    data = build_pmeld(str(meld_dir), media_dir=str(meld_media), cache_dir=str(tmp_path / "c"))
+    first = data["train"][0]["audio_path"][0]
+    assert first.endswith("dia0_utt0.wav") and str(tmp_path / "c") in first and load_audio(first).shape[0] > 3000
