@@ -18,6 +18,7 @@ from transformers import set_seed
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
 from tcmp.training import (
+    CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
     PretrainingDataArguments,
@@ -52,16 +53,13 @@ def main(argv=None, callbacks=()) -> dict:
     streams = model.config.available_streams
     check_selection_metric(training_args, streams)
 
-    if model_args.use_feature_cache:
-        raise ValueError(
-            "--use_feature_cache is not supported in pre-training yet: PretrainingWindows does not slice the cache's "
-            "feature_index column; pre-train with --freeze_encoders alone"
-        )
     dialogues, collator = data_collator(model_args, dialogues, model, processor)
     windows = {
         name: PretrainingWindows(split, window=data_args.window, stride=data_args.stride, seed=training_args.seed)
         for name, split in dialogues.items()
     }
+    if model_args.use_feature_cache:
+        windows = {name: CachedFeatureWindows(split) for name, split in windows.items()}
     trainer = TCMPPreTrainer(
         model=model,
         args=training_args,

@@ -275,6 +275,29 @@ def data_collator(model_args: ModelArguments, splits: dict, model, processor):
     return dict(cached), collator
 
 
+class CachedFeatureWindows(torch.utils.data.Dataset):
+    """
+    `PretrainingWindows` over feature-cached dialogues: each window's `feature_index` (one entry per utterance of the
+    whole dialogue in the cache) is cut to the window's utterances, like the text and audio columns.
+    """
+
+    def __init__(self, windows):
+        self.windows = windows
+
+    def set_epoch(self, epoch: int):
+        self.windows.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.windows[i]
+        if len(item["feature_index"]) != len(item["text"]):
+            start = item["window_start"]
+            item["feature_index"] = item["feature_index"][start : start + len(item["text"])]
+        return item
+
+
 # ------------------------------------------------------------------------------------------------ trainer, callbacks
 
 
