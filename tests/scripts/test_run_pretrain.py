@@ -12,7 +12,17 @@ from transformers.trainer_utils import EvalPrediction
 import run_pretrain
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
-from tcmp.training import RetrievalMetrics, SetEpochCallback, TCMPPreTrainer, PretrainingArguments, data_collator, ModelArguments, build_model_and_processor, training_texts
+from tcmp.training import (
+    CachedFeatureWindows,
+    ModelArguments,
+    PretrainingArguments,
+    RetrievalMetrics,
+    SetEpochCallback,
+    TCMPPreTrainer,
+    build_model_and_processor,
+    data_collator,
+    training_texts,
+)
 
 from .conftest import TINY_DEMO, tiny_flags
 
@@ -83,3 +93,21 @@ def test_set_epoch_callback_shifts_the_windows():
 def test_selection_metric_must_name_a_stream_of_the_model(tmp_path):
     with pytest.raises(ValueError, match="needs the audio stream"):
         run_pretrain.main(tiny_flags(tmp_path, "--text_only", "--metric_for_best_model", "audio_r1@11"))
+
+
+def test_cached_feature_windows_hold_the_features_of_the_window_utterances(tmp_path):
+    dialogues = load_pretraining_dataset("demo", **TINY_DEMO)
+    model_args = ModelArguments(
+        hidden_size=16, text_only=True, freeze_encoders=True, use_feature_cache=True, feature_cache_dir=str(tmp_path)
+    )
+    model, processor = build_model_and_processor(model_args, TCMPForPreTraining, training_texts(dialogues["train"]))
+    cached, collator = data_collator(model_args, dict(dialogues), model, processor)
+    windows = CachedFeatureWindows(PretrainingWindows(cached["train"], window=11, stride=5, seed=0))
+    windows.set_epoch(1)
+    item = next(windows[i] for i in range(len(windows)) if windows[i]["window_start"] > 0)
+    batch = collator([item])
+    encoded = processor([[{"text": text} for text in item["text"]]])
+    with torch.no_grad():
+        expected = model.tcmp.text_features(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
+    assert batch["utterance_mask"].sum() == len(item["text"])
+    torch.testing.assert_close(batch["text_features"], expected, rtol=1e-4, atol=1e-5)
