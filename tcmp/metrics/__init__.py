@@ -23,14 +23,20 @@ def load_metric(name: str):
 
 def sample_retrieval_candidates(predictions, targets, group_ids, num_negatives: int = 10, seed: int = 0):
     """
-    Score every prediction e_t (P, d) against its true next utterance (`targets`, P × d) and `num_negatives`
-    negatives drawn with `seed` among the targets of other dialogues (`group_ids`), by dot product. The same inputs
-    and seed always give the same candidate sets, so figures compare across runs and checkpoints.
+    Score every prediction e_t (P × d) against its true next utterance (`targets`, P × d) and `num_negatives`
+    negatives drawn with `numpy.random.default_rng(seed)`, without replacement, among the targets of OTHER dialogues
+    (`group_ids`, one per prediction), by dot product. The candidate sets depend only on `group_ids`, `num_negatives`
+    and `seed` (not on the vectors), so figures compare across runs and checkpoints.
     Returns (true_scores (P,), negative_scores (P, num_negatives)).
     """
     predictions = np.asarray(predictions, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     group_ids = np.asarray(group_ids)
+    if predictions.ndim != 2 or predictions.shape != targets.shape or group_ids.shape != predictions.shape[:1]:
+        raise ValueError(
+            f"need predictions and targets of one shape (P, d) and P group ids, got {predictions.shape}, "
+            f"{targets.shape} and {group_ids.shape}"
+        )
     rng = np.random.default_rng(seed)
     pools = {group: np.flatnonzero(group_ids != group) for group in np.unique(group_ids)}
     negative_index = np.empty((len(predictions), num_negatives), dtype=np.int64)
@@ -47,45 +53,62 @@ def sample_retrieval_candidates(predictions, targets, group_ids, num_negatives: 
     return true_scores, negative_scores
 
 
-def class_weights(labels, num_labels: int) -> list[float]:
+def class_weights(labels=None, num_labels: int | None = None, *, counts=None) -> list[float]:
     """
-    Loss weights from the TRAINING split's labels: weight_c ∝ 1 / count_c, normalised to sum to C. A class that
-    never occurs gets weight 0 (with a warning) and the others share the sum.
+    Loss weights weight_c ∝ 1 / count_c, normalised to sum to C = `num_labels`, from the class ids `labels` or the
+    per-class `counts`. Pass the TRAINING split only (counting dev/test too would leak them into training). A class
+    that never occurs gets weight 0, with a warning, and the other classes share the sum C.
     """
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_labels)[:num_labels].astype(np.float64)
-    if counts.sum() == 0:
-        raise ValueError("class_weights needs at least one training label")
+    if (labels is None) == (counts is None):
+        raise ValueError("pass exactly one of labels and counts")
+    if counts is None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if num_labels is None:
+            raise ValueError("num_labels is needed with labels (classes may be missing from them)")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+            raise ValueError(f"labels hold class ids outside 0..{num_labels - 1}: {sorted(set(labels.tolist()))}")
+        counts = np.bincount(labels, minlength=num_labels)
+    counts = np.asarray(counts, dtype=np.float64)
+    if num_labels is not None and len(counts) != num_labels:
+        raise ValueError(f"{len(counts)} counts for num_labels={num_labels}")
+    if counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError(f"class_weights needs non-negative counts and at least one label, got {counts.tolist()}")
     missing = np.flatnonzero(counts == 0)
     if len(missing):
         logger.warning("classes %s never occur in the training labels: their loss weight is 0", missing.tolist())
-    inverse = np.divide(1.0, counts, out=np.zeros(num_labels), where=counts > 0)
-    return (inverse * num_labels / inverse.sum()).tolist()
+    inverse = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
+    return (inverse * len(counts) / inverse.sum()).tolist()
 
 
 def format_per_class_table(result: dict, label_names) -> str:
-    """A table of per-class support, recall and F1, then WA / AA / F1."""
-    width = max(len("class"), *(len(name) for name in label_names))
-    lines = [f"{'class':<{width}}  support  recall      f1", "-" * (width + 25)]
-    for i, name in enumerate(label_names):
-        lines.append(
-            f"{name:<{width}}  {result['support'][i]:>7}  {result['per_class_recall'][i]:>6.3f}  "
-            f"{result['per_class_f1'][i]:>6.3f}"
-        )
-    lines.append("-" * (width + 25))
-    lines.append(f"WA {result['wa']:.3f}   AA {result['aa']:.3f}   F1 {result['f1']:.3f}")
+    """A table of per-class support, recall and F1 from a `pre_recognition` result, then WA / AA / F1."""
+
+    def column(key):
+        values = result[key]
+        return [values[name] for name in label_names] if isinstance(values, dict) else list(values)
+
+    support, recall, f1 = column("support"), column("per_class_recall"), column("per_class_f1")
+    width = max(len("class"), *(len(str(name)) for name in label_names))
+    rule = "-" * (width + 25)
+    lines = [f"{'class':<{width}}  support  recall      f1", rule]
+    for name, count, r, f in zip(label_names, support, recall, f1):
+        lines.append(f"{name:<{width}}  {count:>7}  {r:>6.3f}  {f:>6.3f}")
+    lines += [rule, f"WA {result['wa']:.3f}   AA {result['aa']:.3f}   F1 {result['f1']:.3f}"]
     return "\n".join(lines)
 
 
 def plot_confusion_matrix(matrix, label_names, path: str, title: str = "") -> str:
-    """Write the confusion matrix (rows: true, columns: predicted) as a PNG; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Write the confusion matrix (rows: true, columns: predicted; counts) as a PNG; returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix)
+    if matrix.shape != (len(label_names), len(label_names)):
+        raise ValueError(f"a {matrix.shape} matrix for {len(label_names)} label names")
     size = max(3.5, 0.8 * len(label_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    FigureCanvasAgg(figure)  # Agg, without touching pyplot's global backend
+    axes = figure.add_subplot()
     axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
     axes.set_yticks(range(len(label_names)), label_names)
@@ -98,5 +121,4 @@ def plot_confusion_matrix(matrix, label_names, path: str, title: str = "") -> st
         axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
