@@ -20,16 +20,16 @@ import run_pretrain
 from tcmp.presets import minilm_path
 
 
-DEMO_OPTIONS = {"num_pretrain_dialogues": 100}
-"""The demo corpus (`tcmp.data.build_demo`): 100 unlabelled dialogues of 20–40 utterances for pre-training, about
+DEMO_OPTIONS = {"num_pretrain_dialogues": 300}
+"""The demo corpus (`tcmp.data.build_demo`): 300 unlabelled dialogues of 20–40 utterances for pre-training, about
 3,100 / 390 / 380 labelled samples (train / dev / test) of 3 balanced classes."""
 
-LABELLED_BUDGET = ["--max_train_samples", "300"]
+LABELLED_BUDGET = ["--max_train_samples", "150"]
 """Few labels, as when a dialogue system is adapted to a new domain: where pre-training on unlabelled dialogues pays."""
 
 COMMON = ["--per_device_eval_batch_size", "32", "--logging_steps", "20", "--early_stopping_patience", "3"]
-PRETRAIN = ["--num_train_epochs", "6", "--learning_rate", "3e-4", "--per_device_train_batch_size", "8"]
-FINETUNE = ["--num_train_epochs", "8", "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", *LABELLED_BUDGET]
+PRETRAIN = ["--num_train_epochs", "12", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8"]
+FINETUNE = ["--num_train_epochs", "10", "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", *LABELLED_BUDGET]
 
 
 def model_flags(tiny: bool) -> tuple[list[str], list[str], str]:

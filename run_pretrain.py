@@ -37,9 +37,6 @@ from tcmp.training import (
 )
 
 
-logger = logging.getLogger(__name__)
-
-
 def main(argv=None, callbacks=()) -> dict:
     """Run pre-training; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments(

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import (
+    AutoConfig,
     AutoProcessor,
     AutoTokenizer,
     EarlyStoppingCallback,
@@ -244,8 +245,6 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
         if model_args.hidden_size is not None:
             overrides["hidden_size"] = model_args.hidden_size
         elif model_args.text_encoder:
-            from transformers import AutoConfig
-
             overrides["hidden_size"] = AutoConfig.from_pretrained(model_args.text_encoder).hidden_size
         model = model_class.from_text_audio_pretrained(model_args.text_encoder, model_args.audio_encoder, **overrides)
     else:
