@@ -11,6 +11,7 @@ random config. Class weights are counted on the training split only; dev WA sele
 (when the corpus has one) is scored once at the end.
 """
 
+import json
 import logging
 
 import numpy as np
@@ -94,7 +95,7 @@ def main(argv=None, callbacks=()) -> dict:
 
     trainer.model_card = model_card(
         "TCMP emotion pre-recognition on " + data_args.dataset,
-        f"`{data_args.dataset}` {data_args.loader_options() or ''}; labels: {', '.join(label_names)}.",
+        f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
         reconstruction_rule(samples) + "\n\n" + format_stats(dataset_stats(samples)),
         trainer.model,
         training_args,

@@ -6,11 +6,14 @@ Pre-train TCMP (text–audio matching + forthcoming-utterance prediction) on unl
     python run_pretrain.py examples/pretrain_demo.yaml
     accelerate launch --multi_gpu run_pretrain.py --dataset umd/manifest.jsonl --text_encoder bert --audio_encoder hubert ...
 
-Dialogues are cut into sliding windows (11 utterances, stride 5, offset shifted each epoch); the other windows of a
-batch are the negatives (per process under data parallelism). The dev split selects the checkpoint (text R1@11);
-the test split is scored once at the end.
+Dialogues are cut into sliding windows (11 utterances, stride 5, offset shifted each epoch); the other dialogues'
+utterances of a batch are the negatives — per process under data parallelism (`accelerate launch --multi_gpu`), so
+the effective negative pool is the per-device batch. The dev split selects the checkpoint (text R1@11); the test
+split is scored once at the end. With `--freeze_encoders --use_feature_cache` every distinct utterance is encoded
+once and the windows train on the cached features.
 """
 
+import json
 import logging
 
 from transformers import set_seed
@@ -77,7 +80,7 @@ def main(argv=None, callbacks=()) -> dict:
 
     trainer.model_card = model_card(
         "TCMP pre-trained on " + data_args.dataset,
-        f"`{data_args.dataset}` {data_args.loader_options() or ''}: "
+        f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: "
         + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
         f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
         "negatives: the other dialogues' utterances of the batch (per process); retrieval metrics over the true "
