@@ -1,6 +1,7 @@
 """TCMP: real-time emotion pre-recognition in conversations, as a Transformers model.
 
-Importing `tcmp` registers the config, models and processor with the Transformers Auto classes.
+Importing `tcmp` registers the config, models and processor with the Transformers Auto classes and the
+`"emotion-pre-recognition"` pipeline task.
 """
 
 from transformers import (
@@ -10,6 +11,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoProcessor,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_tcmp import TCMPConfig
 from .modeling_tcmp import (
@@ -22,7 +24,9 @@ from .modeling_tcmp import (
     TCMPPreRecognitionOutput,
     TCMPPreTrainedModel,
 )
+from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline
 from .processing_tcmp import TCMPInputError, TCMPProcessor
+from .streaming import NextEmotion, StreamingPreRecognizer
 
 
 __version__ = "0.1.0"
@@ -40,6 +44,9 @@ for _model_class, _auto_class in AUTO_CLASSES.items():
 AutoProcessor.register(TCMPConfig, TCMPProcessor, exist_ok=True)
 TCMPConfig.register_for_auto_class()
 TCMPProcessor.register_for_auto_class()
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=EmotionPreRecognitionPipeline, pt_model=AutoModelForSequenceClassification
+)
 
 __all__ = [
     "TCMPConfig",
@@ -53,13 +60,7 @@ __all__ = [
     "TCMPProcessor",
     "TCMPInputError",
     "CheckpointError",
+    "StreamingPreRecognizer",
+    "NextEmotion",
+    "EmotionPreRecognitionPipeline",
 ]
-
-from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
-
-from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline  # noqa: E402
-
-PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK, pipeline_class=EmotionPreRecognitionPipeline, pt_model=AutoModelForSequenceClassification
-)
-__all__.append("EmotionPreRecognitionPipeline")
