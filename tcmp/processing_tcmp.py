@@ -17,34 +17,96 @@ class TCMPInputError(ValueError):
     """An utterance the processor cannot turn into model inputs; the message names the dialogue and utterance."""
 
 
-def to_mono_float(audio, where: str) -> np.ndarray:
-    """A 1-D float32 waveform from mono or multi-channel, float or integer PCM audio."""
-    array = np.asarray(audio)
+MAX_ABS_SAMPLE = 2.0**31
+"""Float samples beyond this are no audio (int32 PCM given as floats stays below it); their squares would overflow the
+float32 normalisation of the speech feature extractors and turn the utterance into NaN."""
+
+
+def to_mono_float(audio, where: str, max_samples: int | None = None) -> np.ndarray:
+    """
+    A 1-D float32 waveform from mono or multi-channel, float or integer PCM audio (a NumPy array, a list of numbers
+    or a tensor). With `max_samples`, only the first `max_samples` frames are converted (an hour of audio never gets
+    copied whole).
+    """
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu()
+        audio = audio.float() if audio.is_floating_point() else audio
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as error:
+        raise TCMPInputError(f"{where}: audio is not an array of samples ({type(audio).__name__}: {error})") from None
     if array.dtype.kind not in "fiu":
         raise TCMPInputError(f"{where}: audio must be numeric samples, got dtype {array.dtype}")
     if array.size == 0:
         raise TCMPInputError(f"{where}: audio is empty (0 samples)")
+    if array.ndim not in (1, 2):
+        raise TCMPInputError(f"{where}: audio must be 1-D (mono) or 2-D (channels), got shape {array.shape}")
+    channel_axis = None if array.ndim == 1 else (0 if array.shape[0] <= array.shape[1] else 1)
+    if max_samples is not None:
+        array = array[:max_samples] if channel_axis != 0 else array[:, :max_samples]
     if array.dtype.kind in "iu":
         info = np.iinfo(array.dtype)
         scale = max(abs(info.min), info.max)
         array = (array.astype(np.float64) - (0 if info.min < 0 else (info.max + 1) / 2)) / scale
-    if array.ndim == 2:
-        channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
-        array = array.mean(axis=channel_axis)
-    if array.ndim != 1:
-        raise TCMPInputError(f"{where}: audio must be 1-D (mono) or 2-D (channels), got shape {array.shape}")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
+    elif not np.isfinite(array).all():
         raise TCMPInputError(f"{where}: audio contains NaN or infinite samples")
-    return array
+    else:
+        peak = float(np.abs(array).max())
+        if peak > MAX_ABS_SAMPLE:
+            raise TCMPInputError(
+                f"{where}: audio sample magnitude {peak:.3g} is beyond {MAX_ABS_SAMPLE:.3g}; float audio is expected "
+                "in [-1, 1] (or integer PCM values)"
+            )
+    if channel_axis is not None:
+        array = array.mean(axis=channel_axis)
+    return array.astype(np.float32)
+
+
+def check_sampling_rate(sampling_rate, where: str) -> int:
+    """The sampling rate as an int: a whole number of Hz between 1000 and 384000, else `TCMPInputError`."""
+    if sampling_rate is None:
+        raise TCMPInputError(f"{where}: audio given without its sampling_rate")
+    if isinstance(sampling_rate, (bool, np.bool_)) or not isinstance(sampling_rate, (int, float, np.integer, np.floating)):
+        raise TCMPInputError(f"{where}: sampling_rate must be a number of Hz, got {sampling_rate!r}")
+    if not (np.isfinite(sampling_rate) and float(sampling_rate).is_integer() and 1000 <= sampling_rate <= 384000):
+        raise TCMPInputError(
+            f"{where}: implausible sampling_rate {sampling_rate!r} (expected a whole number of Hz in 1000..384000)"
+        )
+    return int(sampling_rate)
+
+
+def _resampling_factors(orig_rate: int, target_rate: int) -> tuple[int, int]:
+    divisor = gcd(orig_rate, target_rate)
+    return target_rate // divisor, orig_rate // divisor
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling of a 1-D waveform."""
     if orig_rate == target_rate:
         return audio
-    divisor = gcd(int(orig_rate), int(target_rate))
-    return resample_poly(audio, target_rate // divisor, orig_rate // divisor).astype(np.float32)
+    up, down = _resampling_factors(int(orig_rate), int(target_rate))
+    return resample_poly(audio, up, down).astype(np.float32)
+
+
+def input_samples_needed(output_samples: int, orig_rate: int, target_rate: int) -> int:
+    """Input frames that determine the first `output_samples` of `resample` exactly (with resample_poly's filter)."""
+    if orig_rate == target_rate:
+        return output_samples
+    up, down = _resampling_factors(orig_rate, target_rate)
+    filter_reach = -(-10 * max(up, down) // up) + 1
+    return -(-output_samples * down // up) + filter_reach
+
+
+def _check_text(text, where: str):
+    if not isinstance(text, str):
+        raise TCMPInputError(f"{where}: text must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise TCMPInputError(
+            f"{where}: text is not valid Unicode ({error.reason} {text[error.start:error.end]!r} at character "
+            f"{error.start})"
+        ) from None
 
 
 class TCMPProcessor(ProcessorMixin):
@@ -70,11 +132,9 @@ class TCMPProcessor(ProcessorMixin):
 
     def prepare_audio(self, audio, sampling_rate: int | None, where: str = "audio") -> np.ndarray:
         """Mono, resampled to the extractor's rate, truncated to `max_audio_length`, padded to a minimum length."""
-        if sampling_rate is None:
-            raise TCMPInputError(f"{where}: audio given without its sampling_rate")
-        if not 1000 <= int(sampling_rate) <= 384000:
-            raise TCMPInputError(f"{where}: implausible sampling_rate {sampling_rate}")
-        waveform = resample(to_mono_float(audio, where), int(sampling_rate), self.sampling_rate)
+        rate = check_sampling_rate(sampling_rate, where)
+        keep = input_samples_needed(self.max_audio_length, rate, self.sampling_rate)
+        waveform = resample(to_mono_float(audio, where, max_samples=keep), rate, self.sampling_rate)
         waveform = waveform[: self.max_audio_length]
         if waveform.size < MIN_AUDIO_SAMPLES:
             waveform = np.pad(waveform, (0, MIN_AUDIO_SAMPLES - waveform.size))
@@ -88,12 +148,21 @@ class TCMPProcessor(ProcessorMixin):
         """
         if return_tensors != "pt":
             raise ValueError(f"TCMPProcessor returns PyTorch tensors only (return_tensors='pt'), got {return_tensors!r}")
-        if isinstance(dialogues, dict) or (dialogues and isinstance(dialogues[0], dict)):
-            raise TCMPInputError("TCMPProcessor takes a list of dialogues, each a list of utterance dicts")
+        if not isinstance(dialogues, (list, tuple)):
+            raise TCMPInputError(
+                f"TCMPProcessor takes a list of dialogues, each a list of utterance dicts, got {type(dialogues).__name__}"
+            )
+        if dialogues and isinstance(dialogues[0], dict):
+            raise TCMPInputError(
+                "TCMPProcessor takes a list of dialogues, each a list of utterance dicts, got one dialogue: pass "
+                "[dialogue]"
+            )
         if len(dialogues) == 0:
             raise TCMPInputError("TCMPProcessor got no dialogues")
         texts, audios, where = [], [], []
         for d, dialogue in enumerate(dialogues):
+            if not isinstance(dialogue, (list, tuple)):
+                raise TCMPInputError(f"dialogue {d}: expected a list of utterance dicts, got {type(dialogue).__name__}")
             if len(dialogue) == 0:
                 raise TCMPInputError(f"dialogue {d} is empty: every dialogue needs at least one utterance")
             for u, utterance in enumerate(dialogue):
@@ -103,8 +172,8 @@ class TCMPProcessor(ProcessorMixin):
                 text, audio = utterance.get("text"), utterance.get("audio")
                 if text is None and audio is None:
                     raise TCMPInputError(f"{place} has neither text nor audio")
-                if text is not None and not isinstance(text, str):
-                    raise TCMPInputError(f"{place}: text must be a str, got {type(text).__name__}")
+                if text is not None:
+                    _check_text(text, place)
                 texts.append(text)
                 audios.append(
                     None if audio is None else self.prepare_audio(audio, utterance.get("sampling_rate"), place)
@@ -147,4 +216,7 @@ class TCMPProcessor(ProcessorMixin):
             )
 
 
-__all__ = ["TCMPProcessor", "TCMPInputError", "MIN_AUDIO_SAMPLES", "to_mono_float", "resample"]
+__all__ = [
+    "TCMPProcessor", "TCMPInputError", "MIN_AUDIO_SAMPLES", "MAX_ABS_SAMPLE", "check_sampling_rate", "to_mono_float",
+    "resample",
+]
