@@ -67,6 +67,10 @@ def load_audio(
 
     info = audio_info(path)
     rate = info.samplerate
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                  or not math.isfinite(value)):
+            raise AudioLoadError(f"audio file {path!r}: {name} must be a finite number of seconds, got {value!r}")
     first = 0 if start is None else int(round(float(start) * rate))
     last = info.frames if end is None else min(int(round(float(end) * rate)), info.frames)
     if first < 0 or first >= info.frames or last <= first:

@@ -52,16 +52,25 @@ def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, 
     """Dialogue id → its rows sorted by utterance id; each row with `line` (CSV line number, for messages)."""
     label_column = LABEL_COLUMN[label_type]
     names = LABELS[label_type]
-    reader = csv.DictReader(io.StringIO(decode_csv(path, report)))
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    text = decode_csv(path, report)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one utterance may be the whole file
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # "\r", "\n" and "\r\n" all end a row
+    rows = _csv_rows(reader, path)
+    columns = [c.strip() for c in (next(rows) or [])]
     for column in (*REQUIRED_COLUMNS, label_column):
         if column not in columns:
-            raise DataError(f"{path}: required column {column!r} is missing (columns: {columns})")
+            listed = repr(columns) if len(repr(columns)) <= 300 else repr(columns)[:300] + "…"
+            raise DataError(f"{path}: required column {column!r} is missing (columns: {listed}; is it a MELD CSV?)")
     dialogues: dict[int, dict[int, dict]] = {}
-    for index, raw in enumerate(reader):
-        row = {(k or "").strip(): (v if v is not None else "") for k, v in raw.items()}
+    for index, raw in enumerate(rows):
         line = reader.line_num
         where = f"{path}, row {index + 1} (line {line})"
+        if None in raw.values():
+            present = sum(value is not None for key, value in raw.items() if key is not None)
+            raise DataError(
+                f"{where}: only {present} of {len(reader.fieldnames)} columns (a row cut short, or a quote left open)"
+            )
+        row = {(k or "").strip(): v for k, v in raw.items()}
         try:
             dialogue, utterance = int(row["Dialogue_ID"].strip()), int(row["Utterance_ID"].strip())
         except ValueError:
@@ -78,6 +87,15 @@ def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, 
             )
         turns[utterance] = {"text": row["Utterance"], "speaker": row["Speaker"].strip(), "label": label, "line": line}
     return {d: [dict(turns[u], number=u) for u in sorted(turns)] for d, turns in sorted(dialogues.items())}
+
+
+def _csv_rows(reader: csv.DictReader, path: str):
+    """The header (first), then the rows of `reader`; a malformed CSV raises `DataError` naming the line."""
+    try:
+        yield reader.fieldnames
+        yield from reader
+    except csv.Error as error:
+        raise DataError(f"{path}, line {reader.line_num}: not a readable CSV row ({error})") from None
 
 
 def _clip_folder(media_dir: str, split: str) -> str:

@@ -1,68 +1,124 @@
 """UMD-style pre-training dialogues from JSON Lines manifests."""
 
 import json
+import math
 import os
 
 from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, record_report
-from .errors import DataError, MissingFileError
+from .audio import audio_info
+from .errors import AudioLoadError, DataError, MissingFileError
 
 
 def _number(value, where, name):
+    """A start/end time: None, or a finite, non-negative number of seconds."""
     if value is None:
         return None
     try:
-        return float(value)
+        if isinstance(value, bool):
+            raise TypeError
+        seconds = float(value)
     except (TypeError, ValueError):
         raise DataError(f"{where}: {name!r} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise DataError(f"{where}: {name!r} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _string(value, where, name):
+    """A text field that Arrow can store (valid Unicode: JSON's "\\ud800" escapes decode to lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(f"{where}: {name!r} is not valid Unicode ({error.reason} at character {error.start})") from None
+    return value
+
+
+def _lines(path: str):
+    """(line number, text) of the manifest's non-blank lines; a line that is not UTF-8 raises `DataError`."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}, line {number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1}); "
+                    "JSON Lines manifests must be UTF-8"
+                ) from None
+            if line.strip():
+                yield number, line
+
+
+class _AudioChecker:
+    """Checks each audio file of a manifest once (readable, sane rate) and each segment against its file's length."""
+
+    def __init__(self, folder: str):
+        self.folder, self.durations = folder, {}
+
+    def __call__(self, audio, start, at) -> str:
+        if not isinstance(audio, str) or not audio:
+            raise DataError(f"{at}: 'audio' must be a file path (a non-empty string), got {audio!r}")
+        path = audio if os.path.isabs(audio) else os.path.join(self.folder, audio)
+        if path not in self.durations:
+            if not os.path.isfile(path):
+                raise MissingFileError(f"{at}: audio file {path!r} does not exist")
+            try:
+                info = audio_info(path)
+            except AudioLoadError as error:
+                raise AudioLoadError(f"{at}: {error}") from None
+            self.durations[path] = info.frames / info.samplerate
+        if start is not None and start >= self.durations[path]:
+            raise DataError(
+                f"{at}: start ({start} s) is not before the end of {path!r} ({self.durations[path]:.3f} s)"
+            )
+        return path
 
 
 def read_manifest(path: str, report: SplitReport | None = None):
     """Yield the dialogue rows of a manifest (validated; relative audio paths resolved against its folder)."""
     if not os.path.isfile(path):
         raise MissingFileError(f"manifest {path!r} does not exist")
-    folder = os.path.dirname(os.path.abspath(path))
-    seen = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-            if not isinstance(entry, dict) or "utterances" not in entry or not isinstance(entry["utterances"], list):
-                raise DataError(f"{where}: expected an object with an 'utterances' list")
-            dialogue_id = str(entry.get("dialogue_id", f"line{number}"))
-            if dialogue_id in seen:
-                raise DataError(f"{where}: duplicate dialogue_id {dialogue_id!r} (first at line {seen[dialogue_id]})")
-            seen[dialogue_id] = number
-            if not entry["utterances"]:
-                if report is not None:
-                    report.skip("dialogue without utterances", where)
-                continue
-            row = {"dialogue_id": dialogue_id, "utterance_id": [], "text": [], "speaker": [], "audio_path": [],
-                   "audio_start": [], "audio_end": []}
-            for index, utterance in enumerate(entry["utterances"]):
-                at = f"{where}, utterance {index}"
-                if not isinstance(utterance, dict) or not isinstance(utterance.get("text"), str):
-                    raise DataError(f"{at}: each utterance needs a 'text' string")
-                audio = utterance.get("audio")
-                if audio is not None:
-                    audio = audio if os.path.isabs(audio) else os.path.join(folder, audio)
-                    if not os.path.isfile(audio):
-                        raise MissingFileError(f"{at}: audio file {audio!r} does not exist")
-                start, end = _number(utterance.get("start"), at, "start"), _number(utterance.get("end"), at, "end")
-                if start is not None and end is not None and end <= start:
-                    raise DataError(f"{at}: end ({end}) must be after start ({start})")
-                row["utterance_id"].append(str(utterance.get("id", f"{dialogue_id}_utt{index}")))
-                row["text"].append(utterance["text"])
-                speaker = utterance.get("speaker")
-                row["speaker"].append(None if speaker is None else str(speaker))
-                row["audio_path"].append(audio)
-                row["audio_start"].append(start)
-                row["audio_end"].append(end)
-            yield row
+    check_audio = _AudioChecker(os.path.dirname(os.path.abspath(path)))
+    seen, utterance_ids = {}, {}
+    for number, line in _lines(path):
+        where = f"{path}, line {number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(entry, dict) or "utterances" not in entry or not isinstance(entry["utterances"], list):
+            raise DataError(f"{where}: expected an object with an 'utterances' list")
+        dialogue_id = _string(str(entry.get("dialogue_id", f"line{number}")), where, "dialogue_id")
+        if dialogue_id in seen:
+            raise DataError(f"{where}: duplicate dialogue_id {dialogue_id!r} (first at line {seen[dialogue_id]})")
+        seen[dialogue_id] = number
+        if not entry["utterances"]:
+            if report is not None:
+                report.skip("dialogue without utterances", where)
+            continue
+        row = {"dialogue_id": dialogue_id, "utterance_id": [], "text": [], "speaker": [], "audio_path": [],
+               "audio_start": [], "audio_end": []}
+        for index, utterance in enumerate(entry["utterances"]):
+            at = f"{where}, utterance {index}"
+            if not isinstance(utterance, dict) or not isinstance(utterance.get("text"), str):
+                raise DataError(f"{at}: each utterance needs a 'text' string")
+            start, end = _number(utterance.get("start"), at, "start"), _number(utterance.get("end"), at, "end")
+            if start is not None and end is not None and end <= start:
+                raise DataError(f"{at}: end ({end}) must be after start ({start})")
+            audio = utterance.get("audio")
+            if audio is not None:
+                audio = check_audio(audio, start, at)
+            utterance_id = _string(str(utterance.get("id", f"{dialogue_id}_utt{index}")), at, "id")
+            if utterance_id in utterance_ids:
+                raise DataError(f"{at}: duplicate utterance id {utterance_id!r} (first at {utterance_ids[utterance_id]})")
+            utterance_ids[utterance_id] = f"line {number}, utterance {index}"
+            row["utterance_id"].append(utterance_id)
+            row["text"].append(_string(utterance["text"], at, "text"))
+            speaker = utterance.get("speaker")
+            row["speaker"].append(None if speaker is None else _string(str(speaker), at, "speaker"))
+            row["audio_path"].append(audio)
+            row["audio_start"].append(start)
+            row["audio_end"].append(end)
+        yield row
 
 
 def _generate_umd(spec: str):

@@ -64,7 +64,7 @@ def write_manifest(folder, dialogues):
 
 
 def manifest_dialogues(folder, lengths):
-    write_wav(str(folder / "audio" / "ep1.wav"), seconds=2.0)
+    write_wav(str(folder / "audio" / "ep1.wav"), seconds=2.5)  # the longest dialogue (23) cuts up to 2.3 s
     return [{"dialogue_id": f"d{k}", "utterances": [
         {"text": f"d{k} u{i}", "speaker": "AB"[i % 2], "audio": "audio/ep1.wav", "start": 0.1 * i,
          "end": 0.1 * i + 0.1} for i in range(n)]} for k, n in enumerate(lengths)]
