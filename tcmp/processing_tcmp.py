@@ -140,11 +140,14 @@ class TCMPProcessor(ProcessorMixin):
             waveform = np.pad(waveform, (0, MIN_AUDIO_SAMPLES - waveform.size))
         return waveform
 
-    def __call__(self, dialogues: list[list[dict]], return_tensors: str = "pt", **kwargs) -> BatchFeature:
+    def __call__(
+        self, dialogues: list[list[dict]], return_tensors: str = "pt", dialogue_names: list[str] | None = None, **kwargs
+    ) -> BatchFeature:
         """
         Returns a `BatchFeature` with `utterance_mask` (batch, max dialogue length) and, for the real utterances only
         in row-major order, `input_ids`/`attention_mask` (when the utterances have text) and
-        `input_values`/`audio_attention_mask` (when they have audio).
+        `input_values`/`audio_attention_mask` (when they have audio). Errors name the dialogue by its index, or by
+        its entry in `dialogue_names` when given (e.g. "session 'call-1'").
         """
         if return_tensors != "pt":
             raise ValueError(f"TCMPProcessor returns PyTorch tensors only (return_tensors='pt'), got {return_tensors!r}")
@@ -161,12 +164,13 @@ class TCMPProcessor(ProcessorMixin):
             raise TCMPInputError("TCMPProcessor got no dialogues")
         texts, audios, where = [], [], []
         for d, dialogue in enumerate(dialogues):
+            name = f"dialogue {d}" if dialogue_names is None else dialogue_names[d]
             if not isinstance(dialogue, (list, tuple)):
-                raise TCMPInputError(f"dialogue {d}: expected a list of utterance dicts, got {type(dialogue).__name__}")
+                raise TCMPInputError(f"{name}: expected a list of utterance dicts, got {type(dialogue).__name__}")
             if len(dialogue) == 0:
-                raise TCMPInputError(f"dialogue {d} is empty: every dialogue needs at least one utterance")
+                raise TCMPInputError(f"{name} is empty: every dialogue needs at least one utterance")
             for u, utterance in enumerate(dialogue):
-                place = f"dialogue {d}, utterance {u}"
+                place = f"{name}, utterance {u}"
                 if not isinstance(utterance, dict):
                     raise TCMPInputError(f"{place}: expected a dict with 'text' and/or 'audio', got {type(utterance)}")
                 text, audio = utterance.get("text"), utterance.get("audio")

@@ -111,15 +111,28 @@ class StreamingPreRecognizer:
 
     @torch.no_grad()
     def add_utterances(self, utterances: dict[str, dict]) -> dict[str, NextEmotion]:
-        """One new utterance (a dict like the processor's) for each of several sessions, encoded in one pass."""
-        if not utterances:
+        """
+        One new utterance (a dict like the processor's) for each of several sessions, encoded in one pass. An
+        utterance the processor or model refuses raises an error naming its session, and no session changes.
+        """
+        if not isinstance(utterances, dict) or not utterances:
             raise ValueError("add_utterances got no utterances: pass {session: utterance dict}")
         names = list(utterances)
+        needed = [m for m, has in (("text", self.config.has_text), ("audio", self.config.has_audio)) if has]
         for name in names:
             utterance = utterances[name]
             if not isinstance(utterance, dict) or (utterance.get("text") is None and utterance.get("audio") is None):
                 raise ValueError(f"session {name!r}: the utterance needs 'text' and/or 'audio'")
-        batch = self.processor([[{k: v for k, v in utterances[n].items() if v is not None}] for n in names])
+            missing = [m for m in needed if utterance.get(m) is None]
+            if missing:
+                raise ValueError(
+                    f"session {name!r}: this model encodes {' and '.join(needed)}; the utterance has no "
+                    f"{' and no '.join(missing)}"
+                )
+        batch = self.processor(
+            [[{k: v for k, v in utterances[n].items() if v is not None}] for n in names],
+            dialogue_names=[f"session {n!r}" for n in names],
+        )
         device = self.model.device
         vectors = self.model.tcmp.encode_utterances(
             **{k: v.to(device) for k, v in batch.items() if k != "utterance_mask"}
