@@ -252,7 +252,7 @@ def manifests(draw):
     return lines
 
 
-def _manifest_problem(lines, folder):
+def _manifest_problem(lines):
     """(line number, regex) of the first problem the reader must report, or None; in the reader's order."""
     seen_ids = set()
     for number, entry in enumerate(lines, start=1):
@@ -325,7 +325,7 @@ def test_umd_from_hostile_manifests(lines):
         open(os.path.join(folder, "empty.wav"), "wb").close()
         path = os.path.join(folder, "umd.jsonl")
         _write_manifest(path, lines)
-        problem = _manifest_problem(lines, folder)
+        problem = _manifest_problem(lines)
         event("built" if problem is None else f"refused: {re.sub(r'[^a-zA-Z ]', '', problem[1]).strip()[:40]}")
         if problem is not None:
             number, message = problem
