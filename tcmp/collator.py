@@ -42,7 +42,9 @@ class TCMPDataCollator:
                     )
                 start = row["audio_start"][i] if row.get("audio_start") else None
                 end = row["audio_end"][i] if row.get("audio_end") else None
-                utterance["audio"] = load_audio(path, sampling_rate=rate, start=start, end=end)
+                utterance["audio"] = load_audio(
+                    path, sampling_rate=rate, start=start, end=end, max_samples=self.processor.max_audio_length
+                )
                 utterance["sampling_rate"] = rate
             utterances.append(utterance)
         return utterances

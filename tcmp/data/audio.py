@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from ..processing_tcmp import input_samples_needed, resample
 from .errors import AudioLoadError
 
 MIN_SAMPLING_RATE = 1000
@@ -53,17 +54,21 @@ def check_audio(path: str) -> str | None:
 
 
 def load_audio(
-    path: str, sampling_rate: int = 16000, start: float | None = None, end: float | None = None
+    path: str,
+    sampling_rate: int = 16000,
+    start: float | None = None,
+    end: float | None = None,
+    max_samples: int | None = None,
 ) -> np.ndarray:
     """
     Decode `path` to a float32 mono waveform at `sampling_rate` (channels averaged; resampled with
-    `scipy.signal.resample_poly`). With `start`/`end` (seconds) only those frames are read.
+    `scipy.signal.resample_poly`). With `start`/`end` (seconds) only those frames are read; with `max_samples` only
+    the frames that determine the first `max_samples` output samples (the same samples as decoding all and cutting).
 
     Raises `AudioLoadError` (a `ValueError`) naming the file and the reason: missing, unreadable, empty, NaN,
     absurd sample rate, or a start/end outside the file.
     """
     import soundfile
-    from scipy.signal import resample_poly
 
     info = audio_info(path)
     rate = info.samplerate
@@ -77,6 +82,8 @@ def load_audio(
         raise AudioLoadError(
             f"audio file {path!r}: empty segment start={start} end={end} (file has {info.frames / rate:.3f} s)"
         )
+    if max_samples is not None:
+        last = min(last, first + input_samples_needed(max_samples, rate, sampling_rate))
     try:
         data, _ = soundfile.read(path, start=first, stop=last, dtype="float32", always_2d=True)
     except Exception as error:
@@ -86,10 +93,8 @@ def load_audio(
     waveform = data.mean(axis=1)
     if not np.all(np.isfinite(waveform)):
         raise AudioLoadError(f"audio file {path!r}: contains NaN or infinite samples")
-    if rate != sampling_rate:
-        divisor = math.gcd(int(rate), int(sampling_rate))
-        waveform = resample_poly(waveform, sampling_rate // divisor, rate // divisor)
-    return np.ascontiguousarray(waveform, dtype=np.float32)
+    waveform = resample(waveform, int(rate), int(sampling_rate))
+    return np.ascontiguousarray(waveform[:max_samples], dtype=np.float32)
 
 
 def ffmpeg_available() -> bool:

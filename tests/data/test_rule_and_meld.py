@@ -217,6 +217,20 @@ def test_load_audio(tmp_path):
         load_audio(silent)
 
 
+@pytest.mark.parametrize("rate", [16000, 44100, 8000])
+def test_load_audio_reads_only_what_the_processor_keeps(tmp_path, monkeypatch, rate):
+    import soundfile
+    path = str(tmp_path / "long.wav")
+    soundfile.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, (30 * rate, 2)).astype(np.float32), rate)
+    whole = load_audio(path, start=2.0)
+    reads = []
+    read = soundfile.read
+    monkeypatch.setattr(soundfile, "read", lambda *a, **k: reads.append(k["stop"] - k["start"]) or read(*a, **k))
+    kept = load_audio(path, start=2.0, max_samples=16000)
+    np.testing.assert_array_equal(kept, whole[:16000])
+    assert reads[0] < 1.1 * rate + 100
+
+
 def to_mp4(wav, mp4):
     subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(mp4)],
                    check=True)
