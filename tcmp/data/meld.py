@@ -1,5 +1,6 @@
 """P-MELD: pre-recognition samples from MELD's CSVs (and optionally its per-utterance clips)."""
 
+import codecs
 import csv
 import io
 import json
@@ -24,9 +25,20 @@ GAP_POLICIES = ("bridge", "break", "error")
 
 
 def decode_csv(path: str, report: SplitReport | None = None) -> str:
-    """The text of a CSV: UTF-8 where it decodes, each other line as cp1252 (or latin-1), counted in `report`."""
+    """
+    The text of a CSV: UTF-16 when it starts with a UTF-16 byte-order mark (as spreadsheet programs save "Unicode
+    text"), else UTF-8 where it decodes and each other line as cp1252 (or latin-1); both noted in `report`.
+    """
     with open(path, "rb") as handle:
         raw = handle.read()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: starts as UTF-16 but does not decode ({error.reason} at byte {error.start})") from None
+        if report is not None:
+            report.note(f"{os.path.basename(path)}: decoded as UTF-16")
+        return text
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

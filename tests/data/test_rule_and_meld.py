@@ -188,6 +188,21 @@ def test_pmeld_cp1252_bytes(tmp_path):
     assert report.splits["train"].notes["train_sent_emo.csv: lines not UTF-8, decoded as cp1252"] == 1
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_pmeld_utf16_csv_reads_like_utf8(tmp_path, encoding):
+    rows = [("caf\u00e9 \U0001F600", "A", "joy", "positive", 0, 0)] + list(MELD_ROWS[1:5])
+    built = {}
+    for name in ("utf-8", encoding):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = write_meld_csv(folder / "train_sent_emo.csv", rows, encoding="utf-8")
+        if name != "utf-8":
+            text = path.read_text(encoding="utf-8")
+            path.write_bytes((b"\xfe\xff" if encoding.endswith("be") else b"") + text.encode(encoding))
+        built[name] = build_pmeld(str(folder), cache_dir=str(tmp_path / f"c-{name}"))["train"].to_list()
+    assert built[encoding] == built["utf-8"] and built["utf-8"][0]["text"][0] == "caf\u00e9 \U0001F600"
+
+
 def test_load_audio(tmp_path):
     path = write_wav(str(tmp_path / "a.wav"), seconds=1.0, rate=8000)
     audio = load_audio(path)
