@@ -13,6 +13,7 @@ random config. Class weights are counted on the training split only; dev WA sele
 
 import json
 import logging
+import sys
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from transformers import set_seed
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset
 from tcmp.metrics import class_weights
+from tcmp.preflight import PreflightError, preflight
 from tcmp.training import (
     DataArguments,
     FinetuningArguments,
@@ -48,6 +50,7 @@ def main(argv=None, callbacks=()) -> dict:
     """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, FinetuningArguments), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     samples = data_args.truncate(load_prerecognition_dataset(data_args.dataset, **data_args.loader_options()))
@@ -109,4 +112,7 @@ def main(argv=None, callbacks=()) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PreflightError as error:
+        sys.exit(f"{sys.argv[0]}: error: {error}")

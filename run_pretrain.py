@@ -15,11 +15,13 @@ once and the windows train on the cached features.
 
 import json
 import logging
+import sys
 
 from transformers import set_seed
 
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
+from tcmp.preflight import PreflightError, preflight
 from tcmp.training import (
     CachedFeatureWindows,
     ModelArguments,
@@ -46,6 +48,7 @@ def main(argv=None, callbacks=()) -> dict:
         (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
@@ -96,4 +99,7 @@ def main(argv=None, callbacks=()) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PreflightError as error:
+        sys.exit(f"{sys.argv[0]}: error: {error}")

@@ -18,7 +18,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import SchedulerType, get_last_checkpoint
+from transformers.trainer_utils import SchedulerType
 
 from .collator import TCMPDataCollator
 from .configuration_tcmp import MODALITIES, STREAMS
@@ -158,6 +158,14 @@ class TCMPTrainingArguments(TrainingArguments):
     restore_callback_states_from_checkpoint: bool = field(
         default=True, metadata={"help": "Resume the early-stopping counter too."}
     )
+    min_free_disk_gb: float = field(
+        default=1.0,
+        metadata={"help": "Free space (GB) the output folder's disk must have at start; the run stops at once otherwise."},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder to continue from, or 'last': the newest complete one in --output_dir."},
+    )
     do_train: bool = field(default=True, metadata={"help": "Train on the training split."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate the final model on the validation split."})
     do_predict: bool = field(default=True, metadata={"help": "Evaluate the final model once on the test split."})
@@ -188,16 +196,6 @@ class FinetuningArguments(TCMPTrainingArguments):
     metric_for_best_model: str | None = field(
         default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
     )
-
-
-def resume_checkpoint(args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint` as a folder; `last` means the latest checkpoint in the output folder."""
-    if args.resume_from_checkpoint != "last":
-        return args.resume_from_checkpoint
-    checkpoint = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-    if checkpoint is None:
-        raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {args.output_dir}")
-    return checkpoint
 
 
 def check_selection_metric(args: TrainingArguments, streams) -> None:
@@ -392,8 +390,11 @@ def selection_callbacks(args: TCMPTrainingArguments) -> list[TrainerCallback]:
 
 
 def train_and_save(trainer: Trainer) -> dict:
-    """Train (resuming if asked), then save the selected model, its processor, the metrics and the state."""
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
+    """
+    Train (resuming from `args.resume_from_checkpoint`, a folder that `tcmp.preflight.preflight` checked), then save
+    the selected model, its processor, the metrics and the state.
+    """
+    result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)

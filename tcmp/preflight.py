@@ -1,0 +1,116 @@
+"""
+Checks run when a training script starts, before any data is built or model loaded: the output folders can be
+created and written, the disk has room, and the checkpoint to resume from was saved completely.
+"""
+
+import json
+import logging
+import os
+import shutil
+import zipfile
+
+from .modeling_tcmp import CHECKSUM_FILE, CheckpointError, verify_checksums
+
+
+logger = logging.getLogger(__name__)
+
+GB = 1024**3
+TRAINER_STATE = "trainer_state.json"
+TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
+"""Files the Trainer saves with `torch.save` (zip archives) in a checkpoint, unless `--save_only_model`."""
+
+
+class PreflightError(RuntimeError):
+    """A run that would fail later (unwritable folder, full disk, broken checkpoint); the message names the folder."""
+
+
+def check_writable(folder: str, purpose: str) -> None:
+    """Create `folder` if needed, then write and delete a probe file in it."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise PreflightError(f"the {purpose} {folder} cannot be created: {error.strerror or error}") from None
+    probe = os.path.join(folder, f".tcmp_write_probe_{os.getpid()}")
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"probe")
+        os.remove(probe)
+    except OSError as error:
+        raise PreflightError(f"the {purpose} {folder} is not writable: {error.strerror or error}") from None
+
+
+def check_free_space(folder: str, min_free_gb: float, purpose: str) -> None:
+    """At least `min_free_gb` GB free on the disk holding `folder`."""
+    free = shutil.disk_usage(folder).free
+    if free < min_free_gb * GB:
+        raise PreflightError(
+            f"the disk holding the {purpose} {folder} has {free / GB:.2f} GB free, but at least {min_free_gb:g} GB "
+            "are needed (--min_free_disk_gb): free some space or choose another --output_dir"
+        )
+
+
+def checkpoint_problem(folder: str, save_only_model: bool = False) -> str | None:
+    """Why a Trainer checkpoint folder is incomplete (a save interrupted by a kill, a damaged file), or None."""
+    state = os.path.join(folder, TRAINER_STATE)
+    try:
+        with open(state, encoding="utf-8") as handle:
+            json.load(handle)
+    except FileNotFoundError:
+        return f"{state} is missing (the Trainer writes it last, so the save was interrupted)"
+    except (OSError, ValueError) as error:
+        return f"{state} is unreadable: {error}"
+    if not os.path.isfile(os.path.join(folder, CHECKSUM_FILE)):
+        return f"{os.path.join(folder, CHECKSUM_FILE)} is missing: the model weights cannot be checked"
+    try:
+        verify_checksums(folder)
+    except CheckpointError as error:
+        return str(error)
+    for name in () if save_only_model else TORCH_FILES:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{path} is missing"
+        if not zipfile.is_zipfile(path):
+            return f"{path} is truncated or corrupted (not a complete torch.save archive)"
+    return None
+
+
+def resume_checkpoint(output_dir: str, requested: str | None, save_only_model: bool = False) -> str | None:
+    """
+    The folder `--resume_from_checkpoint` names, after checking it is complete; `last` means the newest complete
+    `checkpoint-N` in `output_dir` (newer incomplete ones are skipped with a warning naming what is wrong).
+    """
+    if requested is None:
+        return None
+    if requested != "last":
+        problem = checkpoint_problem(requested, save_only_model) if os.path.isdir(requested) else "no such folder"
+        if problem:
+            raise PreflightError(f"--resume_from_checkpoint {requested} cannot be resumed: {problem}")
+        return requested
+    steps = {}
+    if os.path.isdir(output_dir):
+        for name in os.listdir(output_dir):
+            step = name.removeprefix("checkpoint-")
+            if step != name and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
+                steps[int(step)] = os.path.join(output_dir, name)
+    for step in sorted(steps, reverse=True):
+        problem = checkpoint_problem(steps[step], save_only_model)
+        if problem is None:
+            return steps[step]
+        logger.warning("--resume_from_checkpoint last: skipping the incomplete %s: %s", steps[step], problem)
+    raise PreflightError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {output_dir}")
+
+
+def preflight(args) -> None:
+    """
+    Check a run's `TCMPTrainingArguments` before any work: `output_dir` (and `TENSORBOARD_LOGGING_DIR` when
+    TensorBoard logs elsewhere) writable with `min_free_disk_gb` GB free; `resume_from_checkpoint` is resolved to a
+    complete folder.
+    """
+    folders = [(args.output_dir, "output folder (--output_dir)")]
+    logging_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    if logging_dir and "tensorboard" in (args.report_to or []):
+        folders.append((os.path.expanduser(logging_dir), "TensorBoard logging folder (TENSORBOARD_LOGGING_DIR)"))
+    for folder, purpose in folders:
+        check_writable(folder, purpose)
+        check_free_space(folder, args.min_free_disk_gb, purpose)
+    args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, args.save_only_model)
