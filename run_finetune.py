@@ -13,7 +13,6 @@ random config. Class weights are counted on the training split only; dev WA sele
 
 import json
 import logging
-import sys
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from transformers import set_seed
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset
 from tcmp.metrics import class_weights
-from tcmp.preflight import PreflightError, preflight
+from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
     DataArguments,
     FinetuningArguments,
@@ -112,7 +111,4 @@ def main(argv=None, callbacks=()) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PreflightError as error:
-        sys.exit(f"{sys.argv[0]}: error: {error}")
+    run_as_script(main)

@@ -15,13 +15,12 @@ once and the windows train on the cached features.
 
 import json
 import logging
-import sys
 
 from transformers import set_seed
 
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
-from tcmp.preflight import PreflightError, preflight
+from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
     CachedFeatureWindows,
     ModelArguments,
@@ -99,7 +98,4 @@ def main(argv=None, callbacks=()) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PreflightError as error:
-        sys.exit(f"{sys.argv[0]}: error: {error}")
+    run_as_script(main)

@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import shutil
+import sys
 import zipfile
 
+from .data.errors import DataError
 from .modeling_tcmp import CHECKSUM_FILE, CheckpointError, verify_checksums
 
 
@@ -114,3 +116,14 @@ def preflight(args) -> None:
         check_writable(folder, purpose)
         check_free_space(folder, args.min_free_disk_gb, purpose)
     args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, args.save_only_model)
+
+
+def run_as_script(main) -> None:
+    """
+    Call a script's `main()`. Errors whose message names the bad file, folder or value (`PreflightError`, the data
+    module's `DataError`, `CheckpointError`) end the script with that one line and exit status 1, without a traceback.
+    """
+    try:
+        main()
+    except (PreflightError, DataError, CheckpointError) as error:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")

@@ -1,6 +1,5 @@
 """An unwritable output folder or a full disk stops a training script at start, before any data or model work."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,9 +17,7 @@ from ..scripts.conftest import REPO, TINY_DEMO, tiny_flags
 
 def flags_with_cache(output_dir, cache_dir, *extra):
     """`tiny_flags` with the demo corpus cached under `cache_dir`, so a test can see whether data was built."""
-    flags = tiny_flags(output_dir, *extra)
-    flags[flags.index("--dataset_options") + 1] = json.dumps({**TINY_DEMO, "cache_dir": str(cache_dir)})
-    return flags
+    return tiny_flags(output_dir, *extra, dataset_options={**TINY_DEMO, "cache_dir": str(cache_dir)})
 
 
 @pytest.fixture

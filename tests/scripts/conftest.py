@@ -23,11 +23,11 @@ TINY_DEMO = {
 """Options of `tcmp.data.build_demo` for a corpus that trains in seconds."""
 
 
-def tiny_flags(output_dir, *extra) -> list[str]:
+def tiny_flags(output_dir, *extra, dataset="demo", dataset_options=TINY_DEMO) -> list[str]:
     """Flags of a seconds-long run: tiny demo corpus, tiny random model, no logging integrations, no progress bars."""
     return [
-        "--dataset", "demo",
-        "--dataset_options", json.dumps(TINY_DEMO),
+        "--dataset", str(dataset),
+        *(["--dataset_options", json.dumps(dataset_options)] if dataset_options else []),
         "--hidden_size", "16",
         "--max_audio_length", "4000",
         "--per_device_train_batch_size", "4",
