@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 GB = 1024**3
 TRAINER_STATE = "trainer_state.json"
-TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
-"""Files the Trainer saves with `torch.save` (zip archives) in a checkpoint, unless `--save_only_model`."""
+TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
+"""Files the Trainer saves with `torch.save` (zip archives) in a one-process checkpoint."""
 
 
 class PreflightError(RuntimeError):
@@ -51,8 +51,20 @@ def check_free_space(folder: str, min_free_gb: float, purpose: str) -> None:
         )
 
 
-def checkpoint_problem(folder: str, save_only_model: bool = False) -> str | None:
-    """Why a Trainer checkpoint folder is incomplete (a save interrupted by a kill, a damaged file), or None."""
+def trainer_files(args) -> tuple[str, ...]:
+    """The `torch.save` files a checkpoint of this run must hold: none with `--save_only_model`; one RNG state per
+    process; the optimizer and scheduler unless DeepSpeed or FSDP save them in their own layout."""
+    if args.save_only_model:
+        return ()
+    rng = ("rng_state.pth",) if args.world_size == 1 else tuple(f"rng_state_{i}.pth" for i in range(args.world_size))
+    return rng if args.deepspeed or args.fsdp else ("optimizer.pt", "scheduler.pt", *rng)
+
+
+def checkpoint_problem(folder: str, expected: tuple[str, ...] = TRAINER_FILES) -> str | None:
+    """
+    Why a Trainer checkpoint folder is incomplete (a save interrupted by a kill, a damaged file), or None: its
+    trainer_state.json (written last) must parse, weights must match their checksums, `expected` files be complete.
+    """
     state = os.path.join(folder, TRAINER_STATE)
     try:
         with open(state, encoding="utf-8") as handle:
@@ -61,13 +73,14 @@ def checkpoint_problem(folder: str, save_only_model: bool = False) -> str | None
         return f"{state} is missing (the Trainer writes it last, so the save was interrupted)"
     except (OSError, ValueError) as error:
         return f"{state} is unreadable: {error}"
-    if not os.path.isfile(os.path.join(folder, CHECKSUM_FILE)):
+    weights = [name for name in os.listdir(folder) if name.endswith(".safetensors")]
+    if weights and not os.path.isfile(os.path.join(folder, CHECKSUM_FILE)):
         return f"{os.path.join(folder, CHECKSUM_FILE)} is missing: the model weights cannot be checked"
     try:
         verify_checksums(folder)
     except CheckpointError as error:
         return str(error)
-    for name in () if save_only_model else TORCH_FILES:
+    for name in expected:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             return f"{path} is missing"
@@ -76,7 +89,7 @@ def checkpoint_problem(folder: str, save_only_model: bool = False) -> str | None
     return None
 
 
-def resume_checkpoint(output_dir: str, requested: str | None, save_only_model: bool = False) -> str | None:
+def resume_checkpoint(output_dir: str, requested: str | None, expected: tuple[str, ...] = TRAINER_FILES) -> str | None:
     """
     The folder `--resume_from_checkpoint` names, after checking it is complete; `last` means the newest complete
     `checkpoint-N` in `output_dir` (newer incomplete ones are skipped with a warning naming what is wrong).
@@ -84,7 +97,7 @@ def resume_checkpoint(output_dir: str, requested: str | None, save_only_model: b
     if requested is None:
         return None
     if requested != "last":
-        problem = checkpoint_problem(requested, save_only_model) if os.path.isdir(requested) else "no such folder"
+        problem = checkpoint_problem(requested, expected) if os.path.isdir(requested) else "no such folder"
         if problem:
             raise PreflightError(f"--resume_from_checkpoint {requested} cannot be resumed: {problem}")
         return requested
@@ -95,7 +108,7 @@ def resume_checkpoint(output_dir: str, requested: str | None, save_only_model: b
             if step != name and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
                 steps[int(step)] = os.path.join(output_dir, name)
     for step in sorted(steps, reverse=True):
-        problem = checkpoint_problem(steps[step], save_only_model)
+        problem = checkpoint_problem(steps[step], expected)
         if problem is None:
             return steps[step]
         logger.warning("--resume_from_checkpoint last: skipping the incomplete %s: %s", steps[step], problem)
@@ -115,7 +128,7 @@ def preflight(args) -> None:
     for folder, purpose in folders:
         check_writable(folder, purpose)
         check_free_space(folder, args.min_free_disk_gb, purpose)
-    args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, args.save_only_model)
+    args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, trainer_files(args))
 
 
 def run_as_script(main) -> None:

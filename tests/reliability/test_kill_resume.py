@@ -12,11 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
 import run_finetune
-from tcmp.preflight import PreflightError, checkpoint_problem, resume_checkpoint
+from tcmp.preflight import PreflightError, checkpoint_problem, resume_checkpoint, trainer_files
 
 from ..scripts.conftest import REPO, tiny_flags
 
@@ -103,6 +104,17 @@ def test_last_skips_an_incomplete_newest_checkpoint(name, uninterrupted, tmp_pat
     assert f"skipping the incomplete {tmp_path / 'checkpoint-12'}" in caplog.text and reason in caplog.text
     with pytest.raises(PreflightError, match=f"checkpoint-12 cannot be resumed: .*{reason}"):
         resume_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path / "checkpoint-12"))
+
+
+def test_two_process_checkpoint_needs_every_process_rng_state(uninterrupted, tmp_path):
+    """Each process writes its own RNG state, rank 0 its trainer_state.json: a kill can leave rank 1's missing."""
+    copy_checkpoints(uninterrupted[0], tmp_path, (12,))
+    checkpoint = tmp_path / "checkpoint-12"
+    (checkpoint / "rng_state.pth").rename(checkpoint / "rng_state_0.pth")
+    two = trainer_files(SimpleNamespace(save_only_model=False, world_size=2, deepspeed=None, fsdp=[]))
+    assert checkpoint_problem(str(checkpoint), two) == f"{checkpoint / 'rng_state_1.pth'} is missing"
+    shutil.copy(checkpoint / "rng_state_0.pth", checkpoint / "rng_state_1.pth")
+    assert checkpoint_problem(str(checkpoint), two) is None
 
 
 def test_last_without_any_complete_checkpoint_is_refused(uninterrupted, tmp_path):
