@@ -1,5 +1,6 @@
 """Dispatchers used by the training scripts: a source string (+ options) → a DatasetDict."""
 
+import inspect
 import os
 
 from .errors import DataError, MissingFileError
@@ -35,9 +36,26 @@ def detect_source(source: str) -> str:
     raise DataError(f"dataset source {source!r}: neither a JSON Lines manifest nor a joblib/pickle release file")
 
 
-def _load_saved(source: str):
+def _build(builder, kind: str, *args, **options):
+    """Call `builder` after checking that every option is one of its parameters (a DataError names the others)."""
+    accepted = list(inspect.signature(builder).parameters)[len(args):]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise DataError(
+            f"dataset option(s) {', '.join(unknown)} do not apply to a {kind} source "
+            f"({builder.__name__} accepts: {', '.join(accepted)})"
+        )
+    return builder(*args, **options)
+
+
+def _load_saved(source: str, **options):
     from datasets import DatasetDict, load_from_disk
 
+    if options:
+        raise DataError(
+            f"dataset option(s) {', '.join(sorted(options))} do not apply to a saved dataset {source!r} "
+            "(it is loaded as it was saved)"
+        )
     loaded = load_from_disk(source)
     return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
 
@@ -53,18 +71,18 @@ def load_prerecognition_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return build_demo(**options)[1]
+        return _build(build_demo, "demo", **options)[1]
     if kind == "pmeld":
-        return build_pmeld(source, **options)
+        return _build(build_pmeld, "MELD CSV folder", source, **options)
     if kind == "piem":
-        return build_piem(source, **options)
+        return _build(build_piem, "IEMOCAP", source, **options)
     if kind == "release":
-        result = import_release(source, allow_pickle=allow_pickle, **options)
+        result = _build(import_release, "release file", source, allow_pickle=allow_pickle, **options)
         if "label" not in next(iter(result.values())).column_names:
             raise DataError(f"{source!r} holds pre-training dialogues (UMD), not pre-recognition samples")
         return result
     if kind == "saved":
-        return _load_saved(source)
+        return _load_saved(source, **options)
     raise DataError(f"{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset")
 
 
@@ -78,14 +96,14 @@ def load_pretraining_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return build_demo(**options)[0]
+        return _build(build_demo, "demo", **options)[0]
     if kind == "umd":
-        return build_umd(source, **options)
+        return _build(build_umd, "UMD manifest", source, **options)
     if kind == "release":
-        result = import_release(source, allow_pickle=allow_pickle, **options)
+        result = _build(import_release, "release file", source, allow_pickle=allow_pickle, **options)
         if "label" in next(iter(result.values())).column_names:
             raise DataError(f"{source!r} holds pre-recognition samples, not pre-training dialogues")
         return result
     if kind == "saved":
-        return _load_saved(source)
+        return _load_saved(source, **options)
     raise DataError(f"{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues")

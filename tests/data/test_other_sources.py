@@ -166,6 +166,12 @@ def test_dispatch_errors_and_saved(tmp_path):
     data = build_from_raw(tmp_path)
     data.save_to_disk(str(tmp_path / "saved"))
     assert load_prerecognition_dataset(str(tmp_path / "saved"))["train"]["sample_id"] == data["train"]["sample_id"]
+    with pytest.raises(DataError, match=r"num_pretrain_dialogue .*MELD CSV folder.*build_pmeld accepts: media_dir"):
+        load_prerecognition_dataset(str(tmp_path / "meld"), num_pretrain_dialogue=3)
+    with pytest.raises(DataError, match=r"label_type .*demo source"):
+        load_pretraining_dataset("demo", label_type="emotion")
+    with pytest.raises(DataError, match=r"rule .*saved dataset"):
+        load_prerecognition_dataset(str(tmp_path / "saved"), rule={"min_context": 1})
 
 
 def test_cli_build_and_stats(tmp_path, capsys):
