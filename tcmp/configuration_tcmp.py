@@ -39,6 +39,10 @@ class TCMPConfig(PreTrainedConfig):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     freeze_encoders (`bool`, defaults to `False`):
         Keep both utterance encoders fixed (no gradients, always in eval mode), e.g. to train on cached features.
+    encoder_chunk_size (`int`, *optional*, defaults to 8):
+        The encoders run on the batch's utterances sorted by length, this many at a time, each chunk padded only to
+        its own longest utterance: much less padding to encode than one pass over the whole batch (audio lengths
+        vary a lot). `None` encodes the batch in one pass.
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -67,6 +71,7 @@ class TCMPConfig(PreTrainedConfig):
     attention_window: int | None = 8
     no_context: bool = False
     freeze_encoders: bool = False
+    encoder_chunk_size: int | None = 8
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -77,6 +82,8 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
+        if self.encoder_chunk_size is not None and self.encoder_chunk_size < 1:
+            raise ValueError(f"TCMPConfig.encoder_chunk_size must be None or at least 1, got {self.encoder_chunk_size}")
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:

@@ -346,6 +346,10 @@ class TCMPModel(TCMPPreTrainedModel):
             raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self._encode_in_length_chunks(self._pooled_text, inputs, attention_mask)
+
+    def _pooled_text(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         with self._encoder_grad():
             hidden = self.text_model(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
@@ -361,10 +365,34 @@ class TCMPModel(TCMPPreTrainedModel):
             )
         if audio_attention_mask is None:
             audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
+        inputs = {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
+        return self._encode_in_length_chunks(self._pooled_audio, inputs, audio_attention_mask)
+
+    def _pooled_audio(self, input_values, audio_attention_mask) -> torch.Tensor:
         with self._encoder_grad():
             hidden = self.audio_model(input_values, attention_mask=audio_attention_mask).last_hidden_state
             frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
             return masked_max_mean_pool(hidden, frame_mask)
+
+    def _encode_in_length_chunks(self, encode, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
+        """
+        `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time,
+        each chunk cut to its own longest utterance (when the chunk is right-padded); rows come back in input order.
+        """
+        chunk_size = self.config.encoder_chunk_size
+        if chunk_size is None or mask.shape[0] <= chunk_size:
+            return encode(**inputs)
+        lengths = mask.sum(dim=1)
+        order = lengths.argsort(stable=True)
+        pieces = []
+        for rows in order.split(chunk_size):
+            longest = max(int(lengths[rows].max()), 1)
+            if mask[rows, longest:].any():
+                longest = mask.shape[1]
+            pieces.append(
+                encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()})
+            )
+        return torch.cat(pieces)[order.argsort(stable=True)]
 
     def encode_utterances(
         self,

@@ -60,6 +60,10 @@ class ModelArguments:
     num_negatives: int | None = field(
         default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
     )
+    encoder_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Utterances per encoder pass, sorted by length (config default: 8); 0 encodes a batch in one pass."},
+    )
     max_text_length: int = field(default=60, metadata={"help": "Tokens kept per utterance (new processors)."})
     max_audio_length: int = field(default=80000, metadata={"help": "Samples kept per utterance (new processors)."})
     use_feature_cache: bool = field(
@@ -79,6 +83,8 @@ class ModelArguments:
         for name in ("dropout", "num_negatives"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
+        if self.encoder_chunk_size is not None:
+            overrides["encoder_chunk_size"] = self.encoder_chunk_size or None
         return overrides
 
 

@@ -123,6 +123,29 @@ def test_more_padding_changes_nothing(config, make_batch):
     assert torch.allclose(alone.forthcoming_embeds[0], padded.forthcoming_embeds[0, :4], atol=1e-5)
 
 
+def test_length_sorted_encoder_chunks_equal_one_pass(tokenizer, make_batch):
+    one_pass = TCMPForPreTraining(tiny_config(len(tokenizer), encoder_chunk_size=None, dropout=0.0)).eval()
+    chunked = TCMPForPreTraining(tiny_config(len(tokenizer), encoder_chunk_size=3, dropout=0.0)).eval()
+    chunked.load_state_dict(one_pass.state_dict())
+    dialogues = random_dialogues(12, [5, 4, 6])
+    dialogues[1][2]["text"] = " ".join(["long"] * 30)
+    dialogues[2][0]["audio"] = torch.randn(24000).numpy()
+    batch = make_batch(dialogues)
+    batch["dialogue_ids"] = torch.arange(3)
+    calls = []
+    chunked.tcmp.audio_model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    a, b = one_pass(**batch), chunked(**batch)
+    assert len(calls) == 5 and max(shape[1] for shape in calls[:-1]) < calls[-1][1] == 24000  # 15 utterances / 3
+    assert torch.allclose(a.target_embeds, b.target_embeds, atol=1e-5)
+    assert torch.allclose(a.prediction_scores, b.prediction_scores, atol=1e-4)
+    assert torch.allclose(a.loss, b.loss, atol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for name in ("tcmp.text_model.embeddings.word_embeddings.weight", "tcmp.audio_model.encoder.layers.0.attention.q_proj.weight"):
+        grad_a, grad_b = one_pass.get_parameter(name).grad, chunked.get_parameter(name).grad
+        assert grad_a.abs().sum() > 0 and torch.allclose(grad_a, grad_b, atol=1e-5), name
+
+
 def test_prediction_is_causal(config, make_batch):
     model = TCMPModel(config).eval()
     dialogues = random_dialogues(9, [8])

@@ -126,6 +126,9 @@ def test_arguments_from_yaml_and_json(tmp_path):
     model_args, training_args = parse_arguments((ModelArguments, FinetuningArguments), [tmp_path / "args.json"])
     assert model_args.modality == "text" and training_args.learning_rate == 3e-5
     assert training_args.encoder_learning_rate == 2e-6 and training_args.max_grad_norm == 5.0
+    chunking = [parse_arguments((ModelArguments,), ["--encoder_chunk_size", n])[0].config_overrides() for n in "40"]
+    assert chunking[0]["encoder_chunk_size"] == 4 and chunking[1]["encoder_chunk_size"] is None
+    assert "encoder_chunk_size" not in model_args.config_overrides()  # the config's own value (8) stays
 
 
 def test_bad_arguments_are_named(tmp_path):
