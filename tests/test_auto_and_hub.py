@@ -12,7 +12,6 @@ from transformers import (
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
-    AutoProcessor,
 )
 
 from tcmp import TCMPConfig, TCMPForEmotionPreRecognition, TCMPForPreTraining, TCMPModel

@@ -6,7 +6,7 @@ import os
 import re
 
 from .audio import check_audio
-from .common import SplitReport, cached_split, file_identity, finish, folder_identity, prerecognition_features
+from .common import SplitReport, cached_split, finish, folder_identity, prerecognition_features
 from .common import record_report
 from .errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 import os
-import re
 
 from .audio import check_audio, extract_audio
 from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features, record_report

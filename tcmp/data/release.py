@@ -157,13 +157,13 @@ def import_release(
         refuse_pickle(file, allow_pickle)
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
-    splits, reports = {}, {}
+    splits, reports, kind_seen = {}, {}, None
     for given_split, file in files.items():
         payload = split_payload(load_joblib(file, allow_pickle), file)
         for release_split, dialogues in payload.items():
             split = SPLIT_NAMES.get(given_split, release_split) if given_split else release_split
             file_kind = kind or guess_kind(dialogues, file)
-            if kind is None and len(splits) and file_kind != kind_seen:
+            if kind is None and kind_seen is not None and file_kind != kind_seen:
                 raise DataError(f"{file!r}: holds {file_kind} data, the other files {kind_seen}")
             kind_seen = file_kind
             if file_kind == "umd":

@@ -1,6 +1,7 @@
 """Fixtures for the data tests: tiny MELD CSVs, wavs, an IEMOCAP-layout folder, all written into tmp_path."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -31,6 +32,13 @@ def write_meld_csv(path, rows=MELD_ROWS, header=MELD_HEADER, encoding="utf-8"):
             row = dict(zip(MELD_HEADER, [i + 1, text, speaker, emotion, sentiment, d, u, 1, 1, "00:00:01,000",
                                          "00:00:02,000"]))
             writer.writerow([row[h] for h in header])
+    return path
+
+
+def write_manifest(folder, dialogues):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "umd.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in dialogues))
     return path
 
 

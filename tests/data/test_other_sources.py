@@ -1,18 +1,14 @@
-"""P-IEM, UMD manifests, pre-training windows, the release importer, dispatchers, CLI, interrupted builds."""
+"""P-IEM, UMD manifests, pre-training windows, the release importer, dispatchers and the CLI."""
 
-import json
 import os
-import subprocess
-import sys
-import time
 
 import joblib
 import pytest
 
 from tcmp.data import (DataError, MissingFileError, PickleRefusedError, PretrainingWindows, ReconstructionRule,
-                       build_piem, build_umd, dataset_stats, import_release, load_prerecognition_dataset,
+                       build_piem, build_umd, import_release, load_prerecognition_dataset,
                        load_pretraining_dataset)
-from tests.data.conftest import write_iemocap, write_meld_csv, write_wav
+from tests.data.conftest import write_iemocap, write_manifest, write_meld_csv, write_wav
 
 LOOSE = ReconstructionRule(2, 10, False, False)
 
@@ -54,13 +50,6 @@ def test_piem_bad_input(tmp_path):
     os.remove(label)
     with pytest.raises(MissingFileError, match="label file"):
         build_piem(str(root), train_sessions=(1,), test_sessions=(), cache_dir=str(tmp_path / "c"))
-
-
-def write_manifest(folder, dialogues):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "umd.jsonl"
-    path.write_text("".join(json.dumps(d) + "\n" for d in dialogues))
-    return path
 
 
 def manifest_dialogues(folder, lengths):
@@ -186,37 +175,3 @@ def test_cli_build_and_stats(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "| train | 3 |" in out and "train (paper) | 4687" in out
-
-
-INTERRUPTED = """
-import sys, time
-sys.path.insert(0, {repo!r})
-import tcmp.data.umd as umd
-original = umd.read_manifest
-def slow(path, report=None):
-    for i, row in enumerate(original(path, report)):
-        if i == 50:
-            open({flag!r}, "w").close()
-            time.sleep(60)
-        yield row
-umd.read_manifest = slow
-umd.build_umd({manifest!r}, cache_dir={cache!r})
-"""
-
-
-def test_interrupted_build_is_not_reused(tmp_path):
-    folder = tmp_path / "umd"
-    path = write_manifest(folder, [{"dialogue_id": f"d{k}", "utterances": [{"text": "x"}] * 3} for k in range(100)])
-    flag, cache = str(tmp_path / "flag"), str(tmp_path / "c")
-    code = INTERRUPTED.format(repo=os.getcwd(), flag=flag, manifest=str(path), cache=cache)
-    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while not os.path.exists(flag) and time.time() < deadline and process.poll() is None:
-            time.sleep(0.1)
-        assert os.path.exists(flag)
-    finally:
-        process.kill()
-        process.wait()
-    data, report = build_umd(str(path), cache_dir=cache, return_report=True)
-    assert len(data["train"]) == 100 and not report.splits["train"].cached
