@@ -4,8 +4,7 @@ Corpus: the first `--base_dialogues × s` dialogues of the pre-training train sp
 lengths: 6–17 words, 2–4.5 s of audio per utterance; taken from one build, since small builds keep at least one
 dialogue per split and would not scale exactly), cut into 11-utterance windows by `PretrainingWindows` (stride 5); one epoch = every window,
 forward + backward + AdamW step, `--windows_per_step` windows per batch through `TCMPDataCollator` (audio decoded
-there) with in-batch negatives. `--bucketed` runs the encoders on length-sorted chunks (see
-bench_pretraining_throughput.py).
+there) with in-batch negatives; the library's defaults (encoders on length-sorted chunks), fp32.
 """
 
 import argparse
@@ -21,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import (  # noqa: E402
     benchmark_config,
     benchmark_processor,
-    length_bucketed_features,
     settings_line,
     timed,
 )
@@ -35,10 +33,9 @@ def main():
     parser.add_argument("--base_dialogues", type=int, default=1, help="pre-training dialogues of the 1x corpus")
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4])
     parser.add_argument("--windows_per_step", type=int, default=4)
-    parser.add_argument("--bucketed", action="store_true")
     args = parser.parse_args()
     print(settings_line(text="BERT 6x384", audio="HuBERT 4x384", base_dialogues=args.base_dialogues,
-                        scales=args.scales, windows_per_step=args.windows_per_step, bucketed=args.bucketed,
+                        scales=args.scales, windows_per_step=args.windows_per_step,
                         data="tcmp.data.build_demo pre-training train split"))
     torch.manual_seed(0)
     processor = benchmark_processor()
@@ -48,8 +45,6 @@ def main():
 
     def train_on(windows):
         for batch in DataLoader(windows, batch_size=args.windows_per_step, collate_fn=collator):
-            if args.bucketed:
-                batch = length_bucketed_features(model, batch)
             model(**batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad()

@@ -2,8 +2,8 @@
 
 ours:      StreamingPreRecognizer.add_utterance — encodes only the new utterance, then one GRU/attention step.
 reference: TCMPForEmotionPreRecognition on the last 11 utterances, all re-encoded every turn.
-The history before the timed turns is built with short utterances (it only sets the state; its content does not
-change the per-turn cost); the timed turns have the stated realistic lengths (5–30 words, 1–5 s of audio).
+Utterances: the demo corpus's pre-training dialogues (tcmp.data.build_demo) joined end to end into one long
+conversation: 5–20 words of text and 1.5–5 s of audio each. The history sets the state before the timed turns.
 """
 
 import argparse
@@ -18,9 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import (  # noqa: E402
     benchmark_config,
     benchmark_processor,
+    demo_turns,
+    length_summary,
     percentile,
     settings_line,
-    synthetic_dialogues,
     timed,
 )
 from tcmp import TCMPForEmotionPreRecognition  # noqa: E402
@@ -33,12 +34,14 @@ def main():
     parser.add_argument("--turns", type=int, default=10, help="timed turns per history length")
     args = parser.parse_args()
     print(settings_line(text="BERT 6x384", audio="HuBERT 4x384", attention_window=8, timed_turns=args.turns,
-                        histories=args.histories, data="synthetic (random words, noise audio)"))
+                        histories=args.histories, data="demo corpus dialogues joined end to end"))
     torch.manual_seed(0)
     processor = benchmark_processor()
     model = TCMPForEmotionPreRecognition(benchmark_config(processor, num_labels=7)).eval()
-    timed_utterances = synthetic_dialogues(1, args.turns, seed=2)[0]
-    history = synthetic_dialogues(1, max(args.histories), seed=3, min_seconds=0.1, max_seconds=0.2)[0]
+    conversation = demo_turns(max(args.histories) + 10 + args.turns)
+    history, context, timed_utterances = (conversation[: max(args.histories)], conversation[-10 - args.turns : -args.turns],
+                                          conversation[-args.turns :])
+    print(f"timed turns: {length_summary([timed_utterances])}")
 
     warm_up = StreamingPreRecognizer(model, processor)
     for utterance in timed_utterances[:2]:
@@ -51,7 +54,6 @@ def main():
         snapshots[length] = copy.deepcopy(recognizer.sessions)
     results = {length: [] for length in args.histories}
     reference = []
-    context = synthetic_dialogues(1, 10, seed=4)[0]
     recognizer = StreamingPreRecognizer(model, processor)
     with torch.no_grad():
         model(**processor([context]))  # warm-up

@@ -1,49 +1,63 @@
-"""Shared pieces of the benchmarks: the stated model size, realistic synthetic dialogues, timing and peak memory."""
+"""Shared pieces of the benchmarks: the stated model size, dialogues of the demo corpus, timing and peak memory."""
 
+import functools
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 from tcmp import TCMPConfig
+from tcmp.data import build_demo, load_audio
 from tcmp.presets import benchmark_audio_config, benchmark_text_config, make_processor, word_tokenizer
 
 
-WORDS = (
-    "i you we they it is are was not no yes okay really what why how when where so very just know think "
-    "want need like love hate happy sad angry fine good bad great terrible sorry thanks hello right well "
-    "oh come go get see look tell say mean sure maybe never always now then here there time today"
-).split()
+DEMO_CACHE = os.path.join(tempfile.gettempdir(), "tcmp-benchmarks-demo")
+"""Where the benchmarks keep the demo corpus they build (`tcmp.data.build_demo`, cached by `datasets`)."""
 SAMPLING_RATE = 16000
 
 
-def synthetic_dialogues(num_dialogues: int, length: int = 11, seed: int = 0, min_seconds=1.0, max_seconds=5.0):
-    """Dialogues with the stated realistic lengths: 5–30 words of text and 1–5 s of 16 kHz audio per utterance."""
-    rng = np.random.default_rng(seed)
-    dialogues = []
-    for _ in range(num_dialogues):
-        dialogue = []
-        for turn in range(length):
-            seconds = rng.uniform(min_seconds, max_seconds)
-            dialogue.append(
-                {
-                    "speaker": "AB"[turn % 2],
-                    "text": " ".join(rng.choice(WORDS, size=int(rng.integers(5, 31)))),
-                    "audio": (0.1 * rng.standard_normal(int(seconds * SAMPLING_RATE))).astype(np.float32),
-                    "sampling_rate": SAMPLING_RATE,
-                }
-            )
-        dialogues.append(dialogue)
-    return dialogues
+@functools.cache
+def demo_pretraining_dialogues():
+    """The demo corpus's pre-training dialogues (rows of per-utterance lists): 200 dialogues of 20–40 utterances."""
+    return build_demo(cache_dir=DEMO_CACHE, num_pretrain_dialogues=200, num_labelled_dialogues=8,
+                      dev_fraction=0.0, test_fraction=0.0)[0]["train"]
+
+
+def demo_dialogues(num_dialogues: int, length: int, first: int = 0) -> list[list[dict]]:
+    """
+    `num_dialogues` demo dialogues (from the `first`-th on) cut to their first `length` utterances, as the processor
+    takes them: demo text (5–20 words) and its synthesised 16 kHz audio (1.5–5 s), decoded with `load_audio`.
+    """
+    rows = demo_pretraining_dialogues()
+    return [[{"speaker": row["speaker"][i], "text": row["text"][i], "audio": load_audio(row["audio_path"][i]),
+              "sampling_rate": SAMPLING_RATE} for i in range(length)]
+            for row in rows.select(range(first, first + num_dialogues))]
+
+
+def demo_turns(num_turns: int, first_dialogue: int = 0) -> list[dict]:
+    """A conversation of `num_turns` demo utterances: consecutive demo dialogues joined end to end."""
+    dialogues = demo_dialogues(-(-num_turns // 20), 20, first=first_dialogue)
+    return [turn for dialogue in dialogues for turn in dialogue][:num_turns]
+
+
+def length_summary(dialogues: list[list[dict]]) -> str:
+    """The text (words) and audio (seconds) lengths of the utterances measured: min–max (median)."""
+    words = [len(u["text"].split()) for d in dialogues for u in d]
+    seconds = [len(u["audio"]) / u["sampling_rate"] for d in dialogues for u in d]
+    return (f"text {min(words)}–{max(words)} words (median {statistics.median(words):g}), "
+            f"audio {min(seconds):.1f}–{max(seconds):.1f} s (median {statistics.median(seconds):.1f})")
 
 
 def benchmark_processor():
-    return make_processor(word_tokenizer([" ".join(WORDS)]))
+    """A word tokenizer over the demo corpus's texts + the speech feature extractor (60 tokens, 5 s)."""
+    return make_processor(word_tokenizer(text for texts in demo_pretraining_dialogues()["text"] for text in texts))
 
 
 def benchmark_config(processor, **kwargs) -> TCMPConfig:
@@ -84,29 +98,3 @@ def settings_line(**settings) -> str:
 
 def median(values):
     return statistics.median(values)
-
-
-def length_bucketed_features(model, batch: dict, chunk_size: int = 8) -> dict:
-    """
-    The batch's encoder features computed in chunks of utterances of similar length, each chunk cut to its own
-    longest utterance (through the model's own `text_features` / `audio_features`, so gradients still reach the
-    encoders). Returns the batch with `text_features` / `audio_features` in place of the raw inputs.
-    """
-    base = model.base_model
-    out = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "token_type_ids",
-                                                        "input_values", "audio_attention_mask")}
-    for name, mask_name, encode, inputs in (
-        ("text_features", "attention_mask", base.text_features, ("input_ids", "attention_mask", "token_type_ids")),
-        ("audio_features", "audio_attention_mask", base.audio_features, ("input_values", "audio_attention_mask")),
-    ):
-        if mask_name not in batch:
-            continue
-        lengths = batch[mask_name].sum(dim=1)
-        order = lengths.argsort()
-        pieces = []
-        for chunk in order.split(chunk_size):
-            longest = int(lengths[chunk].max())
-            pieces.append(encode(*[batch[k][chunk, :longest] if k in batch else None for k in inputs]))
-        features = torch.cat(pieces)
-        out[name] = features[order.argsort()]
-    return out
