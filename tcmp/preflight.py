@@ -1,8 +1,10 @@
 """
 Checks run when a training script starts, before any data is built or model loaded: the output folders can be
-created and written, the disk has room, and the checkpoint to resume from was saved completely.
+created and written, the disk has room, and the checkpoint to resume from was saved completely. During the run,
+`room_to_save` checks the disk again before every save.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -41,14 +43,48 @@ def check_writable(folder: str, purpose: str) -> None:
         raise PreflightError(f"the {purpose} {folder} is not writable: {error.strerror or error}") from None
 
 
+class DiskSpaceError(PreflightError):
+    """The output disk fell below `--min_free_disk_gb` during a run; the message says what was kept and how to go on."""
+
+
+def free_space_problem(folder: str, min_free_gb: float, purpose: str) -> str | None:
+    """Why the disk holding `folder` is too full (less than `min_free_gb` GB free), or None."""
+    free = shutil.disk_usage(folder).free
+    if free >= min_free_gb * GB:
+        return None
+    return (
+        f"the disk holding the {purpose} {folder} has {free / GB:.2f} GB free, but at least {min_free_gb:g} GB "
+        "are needed (--min_free_disk_gb)"
+    )
+
+
 def check_free_space(folder: str, min_free_gb: float, purpose: str) -> None:
     """At least `min_free_gb` GB free on the disk holding `folder`."""
-    free = shutil.disk_usage(folder).free
-    if free < min_free_gb * GB:
-        raise PreflightError(
-            f"the disk holding the {purpose} {folder} has {free / GB:.2f} GB free, but at least {min_free_gb:g} GB "
-            "are needed (--min_free_disk_gb): free some space or choose another --output_dir"
-        )
+    problem = free_space_problem(folder, min_free_gb, purpose)
+    if problem:
+        raise PreflightError(f"{problem}: free some space or choose another --output_dir")
+
+
+@contextlib.contextmanager
+def room_to_save(args, folder: str, step: int):
+    """
+    Around a save into `folder` during a run: refuse to start it with less than `args.min_free_disk_gb` GB free, and
+    name the disk when the save fails because it filled up meanwhile (the half-written folder is then incomplete,
+    which `--resume_from_checkpoint last` skips). Both raise `DiskSpaceError`; saves made before stay complete.
+    """
+    go_on = "free some space, then continue with --resume_from_checkpoint last"
+    problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
+    if problem:
+        raise DiskSpaceError(f"{problem}: stopped at step {step} before saving {folder}; {go_on}")
+    try:
+        yield
+    except Exception as error:
+        problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
+        if problem is None:
+            raise
+        raise DiskSpaceError(
+            f"{problem}: saving {folder} at step {step} failed ({error}), so it is incomplete; {go_on}"
+        ) from error
 
 
 def trainer_files(args) -> tuple[str, ...]:

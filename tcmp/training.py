@@ -18,7 +18,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import SchedulerType
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from .collator import TCMPDataCollator
 from .configuration_tcmp import MODALITIES, STREAMS
@@ -28,6 +28,7 @@ from .metrics import (
     plot_confusion_matrix,
     sample_retrieval_candidates,
 )
+from .preflight import room_to_save
 from .presets import make_processor, tiny_config, word_tokenizer
 
 
@@ -337,6 +338,11 @@ class TCMPTrainer(Trainer):
             self.optimizer = optimizer_cls(parameter_groups(opt_model, decay_names, self.args), **optimizer_kwargs)
         return self.optimizer
 
+    def _save_checkpoint(self, model, trial):
+        folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        with room_to_save(self.args, folder, self.state.global_step):
+            super()._save_checkpoint(model, trial)
+
     def create_model_card(self, **kwargs):
         """Write the script's card (dataset, rule, settings, results) when it has one; the generic draft otherwise."""
         if self.model_card is None:
@@ -401,7 +407,8 @@ def train_and_save(trainer: Trainer) -> dict:
     the selected model, its processor, the metrics and the state.
     """
     result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
-    trainer.save_model()
+    with room_to_save(trainer.args, trainer.args.output_dir, trainer.state.global_step):
+        trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
