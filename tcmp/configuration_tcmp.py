@@ -39,6 +39,10 @@ class TCMPConfig(PreTrainedConfig):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     freeze_encoders (`bool`, defaults to `False`):
         Keep both utterance encoders fixed (no gradients, always in eval mode), e.g. to train on cached features.
+    freeze_feature_encoder (`bool`, defaults to `False`):
+        Keep the speech encoder's convolutional feature encoder (HuBERT, wav2vec 2.0, WavLM) fixed while the rest of
+        the encoder trains, as the Transformers speech fine-tuning examples do: that front end's backward pass is most
+        of a training step's audio cost. The paper trains it, hence off by default.
     encoder_chunk_size (`int`, *optional*, defaults to 8):
         The encoders run on the batch's utterances sorted by length, this many at a time, each chunk padded only to
         its own longest utterance: much less padding to encode than one pass over the whole batch (audio lengths
@@ -71,6 +75,7 @@ class TCMPConfig(PreTrainedConfig):
     attention_window: int | None = 8
     no_context: bool = False
     freeze_encoders: bool = False
+    freeze_feature_encoder: bool = False
     encoder_chunk_size: int | None = 8
     class_weights: list[float] | None = None
 

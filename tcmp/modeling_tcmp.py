@@ -263,14 +263,20 @@ class TCMPPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Like `PreTrainedModel.from_pretrained`; a local folder's weights are checked against their checksums."""
+        """
+        Like `PreTrainedModel.from_pretrained`; a local folder's weights are checked against their checksums, and the
+        config's frozen encoders (or feature encoder) are frozen again after loading.
+        """
         folder = str(pretrained_model_name_or_path)
         if os.path.isdir(folder):
             verify_checksums(folder)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
             raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
+        model.base_model.set_encoders_frozen(model.config.freeze_encoders)
+        return loaded
 
     @classmethod
     def from_text_audio_pretrained(
@@ -322,12 +328,24 @@ class TCMPModel(TCMPPreTrainedModel):
         return self.text_model.get_input_embeddings() if self.text_model is not None else None
 
     def set_encoders_frozen(self, frozen: bool):
-        """Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders; kept in the config."""
+        """
+        Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders; kept in the config. With
+        `config.freeze_feature_encoder` the speech encoder's convolutional front end stays fixed either way.
+        """
         self.config.freeze_encoders = frozen
         for encoder in (self.text_model, self.audio_model):
             if encoder is not None:
                 encoder.requires_grad_(not frozen)
                 encoder.train(self.training and not frozen)
+        if self.config.freeze_feature_encoder:
+            front_end = getattr(self.audio_model, "feature_extractor", None)
+            if not hasattr(front_end, "_freeze_parameters"):
+                kind = "no audio encoder" if self.audio_model is None else f"a {self.config.audio_config.model_type} encoder"
+                raise ValueError(
+                    "TCMPConfig.freeze_feature_encoder needs a speech encoder with a convolutional feature encoder "
+                    f"(HuBERT, wav2vec 2.0, WavLM); this model has {kind}"
+                )
+            front_end._freeze_parameters()
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -58,6 +58,10 @@ class ModelArguments:
     modality: str = field(default="all", metadata={"help": "Streams used.", "choices": list(MODALITIES)})
     no_context: bool = field(default=False, metadata={"help": "Ablation: the predictor uses its query alone."})
     freeze_encoders: bool = field(default=False, metadata={"help": "Keep both utterance encoders fixed."})
+    freeze_feature_encoder: bool = field(
+        default=False,
+        metadata={"help": "Keep the speech encoder's convolutional front end fixed (faster; the paper trains it)."},
+    )
     num_negatives: int | None = field(
         default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
     )
@@ -80,7 +84,12 @@ class ModelArguments:
 
     def config_overrides(self) -> dict:
         """Config values this run sets on the model, whichever way it is built."""
-        overrides = {"modality": self.modality, "no_context": self.no_context, "freeze_encoders": self.freeze_encoders}
+        overrides = {
+            "modality": self.modality,
+            "no_context": self.no_context,
+            "freeze_encoders": self.freeze_encoders,
+            "freeze_feature_encoder": self.freeze_feature_encoder,
+        }
         for name in ("dropout", "num_negatives"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
@@ -239,7 +248,6 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
     if model_args.model_name_or_path:
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
         model = model_class.from_pretrained(model_args.model_name_or_path, **overrides)
-        model.base_model.set_encoders_frozen(model.config.freeze_encoders)
         return model, processor
     if model_args.text_encoder or model_args.audio_encoder:
         tokenizer = (
@@ -535,6 +543,7 @@ def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArg
         "modality": config.modality,
         "no_context": config.no_context,
         "freeze_encoders": config.freeze_encoders,
+        "freeze_feature_encoder": config.freeze_feature_encoder,
         "learning rate (new layers / encoders)": f"{args.learning_rate:g} / {args.encoder_learning_rate:g}",
         "optimizer": f"{getattr(args.optim, 'value', args.optim)}, weight decay {args.weight_decay:g}, clipping {args.max_grad_norm:g}",
         "LR schedule": f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs or ''}",

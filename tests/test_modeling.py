@@ -260,6 +260,24 @@ def test_class_weights_change_the_loss(config, make_batch):
         model.set_class_weights([1.0])
 
 
+def test_frozen_feature_encoder_gets_no_gradients_and_the_rest_trains(tokenizer, make_batch, tmp_path):
+    model = TCMPForPreTraining(tiny_config(len(tokenizer), freeze_feature_encoder=True)).train()
+    front_end = model.tcmp.audio_model.feature_extractor
+    model(**make_batch(random_dialogues(20, [5, 4]))).loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in front_end.parameters())
+    audio_layer = model.tcmp.audio_model.encoder.layers[0].attention.q_proj.weight
+    assert audio_layer.grad.abs().sum() > 0 and model.tcmp.text_model.embeddings.word_embeddings.weight.grad is not None
+    model.tcmp.set_encoders_frozen(True)
+    model.tcmp.set_encoders_frozen(False)
+    assert not any(p.requires_grad for p in front_end.parameters()) and audio_layer.requires_grad
+    model.save_pretrained(tmp_path)
+    reloaded = TCMPForPreTraining.from_pretrained(tmp_path)
+    assert reloaded.config.freeze_feature_encoder
+    assert not any(p.requires_grad for p in reloaded.tcmp.audio_model.feature_extractor.parameters())
+    with pytest.raises(ValueError, match="freeze_feature_encoder needs a speech encoder.*has no audio encoder"):
+        TCMPModel(tiny_config(len(tokenizer), audio=False, freeze_feature_encoder=True))
+
+
 def test_frozen_encoders_stay_fixed_and_precomputed_features_give_the_same_result(tokenizer, make_batch):
     config = tiny_config(len(tokenizer), freeze_encoders=True)
     model = TCMPForPreTraining(config).train()

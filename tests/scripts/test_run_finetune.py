@@ -129,6 +129,9 @@ def test_arguments_from_yaml_and_json(tmp_path):
     chunking = [parse_arguments((ModelArguments,), ["--encoder_chunk_size", n])[0].config_overrides() for n in "40"]
     assert chunking[0]["encoder_chunk_size"] == 4 and chunking[1]["encoder_chunk_size"] is None
     assert "encoder_chunk_size" not in model_args.config_overrides()  # the config's own value (8) stays
+    assert model_args.config_overrides()["freeze_feature_encoder"] is False
+    frozen_front_end = parse_arguments((ModelArguments,), ["--freeze_feature_encoder"])[0].config_overrides()
+    assert frozen_front_end["freeze_feature_encoder"] is True
 
 
 def test_bad_arguments_are_named(tmp_path):
