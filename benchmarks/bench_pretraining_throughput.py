@@ -8,6 +8,8 @@ one_pass:  several 11-utterance windows per step, each utterance encoded once, t
 ours:      the library's defaults: as one_pass, with the encoders run on length-sorted chunks of 8 utterances, each
            padded only to its own longest (`TCMPConfig.encoder_chunk_size`), fp32.
 ours_bf16: ours under bf16 autocast (what `--bf16` gives the training scripts on a CPU with AVX512-BF16 or AMX).
+ours_frozen_front_end: ours (fp32) with the speech encoder's convolutional front end fixed (`--freeze_feature_encoder`,
+           as the Transformers speech fine-tuning examples do); not like for like: that front end is not trained.
 Each mode runs in its own process, so the reported peak RSS is its own.
 """
 
@@ -35,7 +37,7 @@ from tcmp import TCMPConfig, TCMPForPreTraining  # noqa: E402
 
 WINDOW = 11
 NUM_NEGATIVES = 10
-MODES = ("reference", "one_pass", "ours", "ours_bf16")
+MODES = ("reference", "one_pass", "ours", "ours_bf16", "ours_frozen_front_end")
 
 
 def fixed_padding(batch: dict, prefix: str = "") -> dict:
@@ -60,7 +62,9 @@ def measure(mode: str, steps: int, windows_per_step: int):
     torch.manual_seed(0)
     processor = benchmark_processor()
     chunk_size = {"one_pass": None}.get(mode, TCMPConfig.encoder_chunk_size)
-    model = TCMPForPreTraining(benchmark_config(processor, encoder_chunk_size=chunk_size)).train()
+    frozen_front_end = mode == "ours_frozen_front_end"
+    config = benchmark_config(processor, encoder_chunk_size=chunk_size, freeze_feature_encoder=frozen_front_end)
+    model = TCMPForPreTraining(config).train()
     per_step = 1 if mode == "reference" else windows_per_step
     dialogues = demo_dialogues((steps + 1) * per_step + NUM_NEGATIVES, WINDOW)
     negatives_pool = [d[0] for d in dialogues[-NUM_NEGATIVES:]]
@@ -99,7 +103,7 @@ def main():
     results = {mode: run_child(__file__, common + ["--mode", mode]) for mode in MODES}
     print(f"utterances timed (ours): {results['ours']['lengths']}")
     for mode, r in results.items():
-        print(f"{mode:9s}: {r['utterances']} utterances in {r['seconds']:.1f} s = {r['per_second']:.2f} utt/s, "
+        print(f"{mode:21s}: {r['utterances']} utterances in {r['seconds']:.1f} s = {r['per_second']:.2f} utt/s, "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
     for mode in MODES[1:]:
         speedup = results[mode]["per_second"] / results["reference"]["per_second"]
