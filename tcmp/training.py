@@ -330,7 +330,10 @@ def parameter_groups(model: torch.nn.Module, decay_names: set[str], args: TCMPTr
 
 
 class TCMPTrainer(Trainer):
-    """A `Trainer` with the two learning rates of TCMP and a model card written by the script."""
+    """
+    A `Trainer` with the two learning rates of TCMP, a disk check around every checkpoint save and the script's model
+    card.
+    """
 
     ignore_keys_at_inference = ["forthcoming_embeds"]
 
