@@ -1,12 +1,13 @@
 """Pre-training throughput (utterances/s, forward + backward) and peak memory: ours vs the original's processing.
 
 reference: one 11-utterance window per step, every utterance padded to 60 tokens and 80,000 samples, and 10 extra
-           negatives (text + audio) encoded separately through the encoders, as in the original code (fp32).
+           negatives (text + audio) encoded separately through the encoders, as in the original code (fp32); each
+           encoder pass runs over the whole fixed width (`encoder_chunk_size=None`), as the original's did.
 one_pass:  several 11-utterance windows per step, each utterance encoded once, the other windows' utterances as
            negatives (in-batch), the encoders run on the whole batch padded to its longest utterance
            (`encoder_chunk_size=None`), fp32.
-ours:      the library's defaults: as one_pass, with the encoders run on length-sorted chunks of 8 utterances, each
-           padded only to its own longest (`TCMPConfig.encoder_chunk_size`), fp32.
+ours:      the library's defaults: as one_pass, with the encoders run on length-sorted chunks (`encoder_chunk_size`
+           "auto": 2 utterances on CPU), each padded only to its own longest, fp32.
 ours_bf16: ours under bf16 autocast (what `--bf16` gives the training scripts on a CPU with AVX512-BF16 or AMX).
 ours_frozen_front_end: ours (fp32) with the speech encoder's convolutional front end fixed (`--freeze_feature_encoder`,
            as the Transformers speech fine-tuning examples do); not like for like: that front end is not trained.
@@ -61,7 +62,7 @@ def step(model, batch, bf16=False):
 def measure(mode: str, steps: int, windows_per_step: int):
     torch.manual_seed(0)
     processor = benchmark_processor()
-    chunk_size = {"one_pass": None}.get(mode, TCMPConfig.encoder_chunk_size)
+    chunk_size = None if mode in ("reference", "one_pass") else TCMPConfig.encoder_chunk_size
     frozen_front_end = mode == "ours_frozen_front_end"
     config = benchmark_config(processor, encoder_chunk_size=chunk_size, freeze_feature_encoder=frozen_front_end)
     model = TCMPForPreTraining(config).train()

@@ -43,10 +43,12 @@ class TCMPConfig(PreTrainedConfig):
         Keep the speech encoder's convolutional feature encoder (HuBERT, wav2vec 2.0, WavLM) fixed while the rest of
         the encoder trains, as the Transformers speech fine-tuning examples do: that front end's backward pass is most
         of a training step's audio cost. The paper trains it, hence off by default.
-    encoder_chunk_size (`int`, *optional*, defaults to 8):
+    encoder_chunk_size (`int` or `"auto"`, *optional*, defaults to `"auto"`):
         The encoders run on the batch's utterances sorted by length, this many at a time, each chunk padded only to
         its own longest utterance: much less padding to encode than one pass over the whole batch (audio lengths
-        vary a lot). `None` encodes the batch in one pass.
+        vary a lot). `None` encodes the batch in one pass. `"auto"`: chunks of 2 on CPU (the fastest there in
+        `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16), one pass on accelerators, which run
+        wide batches best.
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -76,7 +78,7 @@ class TCMPConfig(PreTrainedConfig):
     no_context: bool = False
     freeze_encoders: bool = False
     freeze_feature_encoder: bool = False
-    encoder_chunk_size: int | None = 8
+    encoder_chunk_size: int | Literal["auto"] | None = "auto"
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -87,8 +89,9 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
-        if self.encoder_chunk_size is not None and self.encoder_chunk_size < 1:
-            raise ValueError(f"TCMPConfig.encoder_chunk_size must be None or at least 1, got {self.encoder_chunk_size}")
+        chunk_size = self.encoder_chunk_size
+        if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
+            raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:

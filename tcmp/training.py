@@ -65,9 +65,12 @@ class ModelArguments:
     num_negatives: int | None = field(
         default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
     )
-    encoder_chunk_size: int | None = field(
+    encoder_chunk_size: str | None = field(
         default=None,
-        metadata={"help": "Utterances per encoder pass, sorted by length (config default: 8); 0 encodes a batch in one pass."},
+        metadata={
+            "help": "Utterances per encoder pass, sorted by length: a number, 0 for one pass, or 'auto' (the config "
+            "default: 2 on CPU, one pass on GPUs)."
+        },
     )
     max_text_length: int = field(default=60, metadata={"help": "Tokens kept per utterance (new processors)."})
     max_audio_length: int = field(default=80000, metadata={"help": "Samples kept per utterance (new processors)."})
@@ -77,6 +80,10 @@ class ModelArguments:
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Where the feature cache is kept."})
 
     def __post_init__(self):
+        if self.encoder_chunk_size is not None and not (
+            self.encoder_chunk_size == "auto" or self.encoder_chunk_size.isdigit()
+        ):
+            raise ValueError(f"--encoder_chunk_size must be 'auto' or a whole number, got {self.encoder_chunk_size!r}")
         if self.use_feature_cache and not self.freeze_encoders:
             raise ValueError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
         if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
@@ -93,8 +100,10 @@ class ModelArguments:
         for name in ("dropout", "num_negatives"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
-        if self.encoder_chunk_size is not None:
-            overrides["encoder_chunk_size"] = self.encoder_chunk_size or None
+        if self.encoder_chunk_size == "auto":
+            overrides["encoder_chunk_size"] = "auto"
+        elif self.encoder_chunk_size is not None:
+            overrides["encoder_chunk_size"] = int(self.encoder_chunk_size) or None
         return overrides
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from tcmp import TCMPConfig, TCMPForEmotionPreRecognition, TCMPForPreTraining, TCMPModel
 from tcmp.modeling_tcmp import masked_max_mean_pool
@@ -144,6 +145,21 @@ def test_length_sorted_encoder_chunks_equal_one_pass(tokenizer, make_batch):
     for name in ("tcmp.text_model.embeddings.word_embeddings.weight", "tcmp.audio_model.encoder.layers.0.attention.q_proj.weight"):
         grad_a, grad_b = one_pass.get_parameter(name).grad, chunked.get_parameter(name).grad
         assert grad_a.abs().sum() > 0 and torch.allclose(grad_a, grad_b, atol=1e-5), name
+
+
+def test_auto_chunks_are_two_utterances_on_cpu_and_bad_sizes_are_refused(tokenizer, make_batch):
+    model = TCMPModel(tiny_config(len(tokenizer))).eval()
+    assert model.config.encoder_chunk_size == "auto"
+    calls = []
+    model.text_model.register_forward_hook(lambda module, args, out: calls.append(1))
+    model(**make_batch(random_dialogues(13, [4, 3])))
+    assert len(calls) == 4  # 7 utterances in chunks of 2
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"encoder_chunk_size must be 'auto', None or at least 1, got {bad!r}"):
+            tiny_config(len(tokenizer), encoder_chunk_size=bad)
+    for bad in (2.5, "big"):  # refused by the config's own type check, naming the field and the value
+        with pytest.raises(StrictDataclassFieldValidationError, match=f"(?s)encoder_chunk_size.*{bad}"):
+            tiny_config(len(tokenizer), encoder_chunk_size=bad)
 
 
 def test_prediction_is_causal(config, make_batch):

@@ -126,9 +126,12 @@ def test_arguments_from_yaml_and_json(tmp_path):
     model_args, training_args = parse_arguments((ModelArguments, FinetuningArguments), [tmp_path / "args.json"])
     assert model_args.modality == "text" and training_args.learning_rate == 3e-5
     assert training_args.encoder_learning_rate == 2e-6 and training_args.max_grad_norm == 5.0
-    chunking = [parse_arguments((ModelArguments,), ["--encoder_chunk_size", n])[0].config_overrides() for n in "40"]
-    assert chunking[0]["encoder_chunk_size"] == 4 and chunking[1]["encoder_chunk_size"] is None
-    assert "encoder_chunk_size" not in model_args.config_overrides()  # the config's own value (8) stays
+    chunking = [
+        parse_arguments((ModelArguments,), ["--encoder_chunk_size", n])[0].config_overrides()["encoder_chunk_size"]
+        for n in ("4", "0", "auto")
+    ]
+    assert chunking == [4, None, "auto"]
+    assert "encoder_chunk_size" not in model_args.config_overrides()  # the config's own value ("auto") stays
     assert model_args.config_overrides()["freeze_feature_encoder"] is False
     frozen_front_end = parse_arguments((ModelArguments,), ["--freeze_feature_encoder"])[0].config_overrides()
     assert frozen_front_end["freeze_feature_encoder"] is True
@@ -137,5 +140,7 @@ def test_arguments_from_yaml_and_json(tmp_path):
 def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="--use_feature_cache needs --freeze_encoders"):
         ModelArguments(use_feature_cache=True)
+    with pytest.raises(ValueError, match="--encoder_chunk_size must be 'auto' or a whole number, got '-2'"):
+        ModelArguments(encoder_chunk_size="-2")
     with pytest.raises(ValueError, match="remove_unused_columns"):
         FinetuningArguments(output_dir=str(tmp_path), remove_unused_columns=True)
