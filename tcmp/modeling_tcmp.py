@@ -19,6 +19,7 @@ from .configuration_tcmp import STREAMS, TCMPConfig
 CPU_ENCODER_CHUNK_SIZE = 2
 """Utterances per encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16, 2 cores)."""
 
+
 @dataclass
 class TCMPModelOutput(ModelOutput):
     r"""
