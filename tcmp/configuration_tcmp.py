@@ -46,9 +46,10 @@ class TCMPConfig(PreTrainedConfig):
     encoder_chunk_size (`int` or `"auto"`, *optional*, defaults to `"auto"`):
         The encoders run on the batch's utterances sorted by length, this many at a time, each chunk padded only to
         its own longest utterance: much less padding to encode than one pass over the whole batch (audio lengths
-        vary a lot). `None` encodes the batch in one pass. `"auto"`: chunks of 2 on CPU (the fastest there in
-        `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16), one pass on accelerators, which run
-        wide batches best.
+        vary a lot). `None` encodes the batch in one pass. `"auto"`: the speech encoder in chunks of 2 on CPU (the
+        fastest there in `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16: its convolutional front
+        end is memory-bound on wide batches) and in one pass on accelerators; the text encoder in one pass (short
+        texts; wider batches measured faster).
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 

@@ -16,8 +16,8 @@ from transformers.utils import ModelOutput
 
 from .configuration_tcmp import STREAMS, TCMPConfig
 
-CPU_ENCODER_CHUNK_SIZE = 2
-"""Utterances per encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16, 2 cores)."""
+CPU_AUDIO_CHUNK_SIZE = 2
+"""Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
 
 
 @dataclass
@@ -368,7 +368,7 @@ class TCMPModel(TCMPPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self._encode_in_length_chunks(self._pooled_text, inputs, attention_mask)
+        return self._encode_in_length_chunks(self._pooled_text, inputs, attention_mask, auto_chunk_size=None)
 
     def _pooled_text(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         with self._encoder_grad():
@@ -387,7 +387,8 @@ class TCMPModel(TCMPPreTrainedModel):
         if audio_attention_mask is None:
             audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
         inputs = {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
-        return self._encode_in_length_chunks(self._pooled_audio, inputs, audio_attention_mask)
+        auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
+        return self._encode_in_length_chunks(self._pooled_audio, inputs, audio_attention_mask, auto_chunk_size)
 
     def _pooled_audio(self, input_values, audio_attention_mask) -> torch.Tensor:
         with self._encoder_grad():
@@ -395,14 +396,17 @@ class TCMPModel(TCMPPreTrainedModel):
             frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
             return masked_max_mean_pool(hidden, frame_mask)
 
-    def _encode_in_length_chunks(self, encode, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
+    def _encode_in_length_chunks(
+        self, encode, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None
+    ) -> torch.Tensor:
         """
-        `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time,
-        each chunk cut to its own longest utterance (when the chunk is right-padded); rows come back in input order.
+        `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time
+        (`auto_chunk_size` when that is `"auto"`; `None`: one pass), each chunk cut to its own longest utterance (when
+        the chunk is right-padded); rows come back in input order.
         """
         chunk_size = self.config.encoder_chunk_size
         if chunk_size == "auto":
-            chunk_size = CPU_ENCODER_CHUNK_SIZE if mask.device.type == "cpu" else None
+            chunk_size = auto_chunk_size
         if chunk_size is None or mask.shape[0] <= chunk_size:
             return encode(**inputs)
         lengths = mask.sum(dim=1)

@@ -69,7 +69,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Utterances per encoder pass, sorted by length: a number, 0 for one pass, or 'auto' (the config "
-            "default: 2 on CPU, one pass on GPUs)."
+            "default: audio in chunks of 2 on CPU, everything else in one pass)."
         },
     )
     max_text_length: int = field(default=60, metadata={"help": "Tokens kept per utterance (new processors)."})

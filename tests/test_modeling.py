@@ -147,13 +147,14 @@ def test_length_sorted_encoder_chunks_equal_one_pass(tokenizer, make_batch):
         assert grad_a.abs().sum() > 0 and torch.allclose(grad_a, grad_b, atol=1e-5), name
 
 
-def test_auto_chunks_are_two_utterances_on_cpu_and_bad_sizes_are_refused(tokenizer, make_batch):
+def test_auto_chunks_audio_in_twos_on_cpu_text_in_one_pass_and_bad_sizes_are_refused(tokenizer, make_batch):
     model = TCMPModel(tiny_config(len(tokenizer))).eval()
     assert model.config.encoder_chunk_size == "auto"
-    calls = []
-    model.text_model.register_forward_hook(lambda module, args, out: calls.append(1))
+    text_calls, audio_calls = [], []
+    model.text_model.register_forward_hook(lambda module, args, out: text_calls.append(1))
+    model.audio_model.register_forward_hook(lambda module, args, out: audio_calls.append(1))
     model(**make_batch(random_dialogues(13, [4, 3])))
-    assert len(calls) == 4  # 7 utterances in chunks of 2
+    assert (len(text_calls), len(audio_calls)) == (1, 4)  # 7 utterances: one text pass, audio in chunks of 2
     for bad in (0, -1):
         with pytest.raises(ValueError, match=f"encoder_chunk_size must be 'auto', None or at least 1, got {bad!r}"):
             tiny_config(len(tokenizer), encoder_chunk_size=bad)
