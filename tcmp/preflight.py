@@ -28,6 +28,10 @@ class PreflightError(RuntimeError):
     """A run that would fail later (unwritable folder, full disk, broken checkpoint); the message names the folder."""
 
 
+class ArgumentsError(ValueError):
+    """A flag with a bad value, or flags that contradict each other; the message names the flag."""
+
+
 def check_writable(folder: str, purpose: str) -> None:
     """Create `folder` if needed, then write and delete a probe file in it."""
     try:
@@ -169,10 +173,11 @@ def preflight(args) -> None:
 
 def run_as_script(main) -> None:
     """
-    Call a script's `main()`. Errors whose message names the bad file, folder or value (`PreflightError`, the data
-    module's `DataError`, `CheckpointError`) end the script with that one line and exit status 1, without a traceback.
+    Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`ArgumentsError`,
+    `PreflightError`, the data module's `DataError`, `CheckpointError`) end the script with that one line and exit
+    status 1, without a traceback.
     """
     try:
         main()
-    except (PreflightError, DataError, CheckpointError) as error:
+    except (ArgumentsError, PreflightError, DataError, CheckpointError) as error:
         sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")

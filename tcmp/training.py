@@ -1,5 +1,6 @@
 """Shared pieces of the TCMP training scripts: arguments, model set-up, the Trainer, metrics and the output files."""
 
+import contextlib
 import json
 import os
 import sys
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import yaml
 from datasets import DatasetDict
 from transformers import (
     AutoConfig,
@@ -28,7 +30,8 @@ from .metrics import (
     plot_confusion_matrix,
     sample_retrieval_candidates,
 )
-from .preflight import room_to_save
+from .modeling_tcmp import CheckpointError
+from .preflight import ArgumentsError, room_to_save
 from .presets import make_processor, tiny_config, word_tokenizer
 
 
@@ -83,11 +86,15 @@ class ModelArguments:
         if self.encoder_chunk_size is not None and not (
             self.encoder_chunk_size == "auto" or self.encoder_chunk_size.isdigit()
         ):
-            raise ValueError(f"--encoder_chunk_size must be 'auto' or a whole number, got {self.encoder_chunk_size!r}")
+            raise ArgumentsError(f"--encoder_chunk_size must be 'auto' or a whole number, got {self.encoder_chunk_size!r}")
         if self.use_feature_cache and not self.freeze_encoders:
-            raise ValueError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
+            raise ArgumentsError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
         if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
-            raise ValueError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
+            raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
+        for flag in ("model_name_or_path", "text_encoder", "audio_encoder"):
+            folder = getattr(self, flag)
+            if folder and not os.path.isdir(os.path.expanduser(folder)) and not could_be_hub_id(folder):
+                raise ArgumentsError(f"--{flag} {folder}: no such folder")
 
     def config_overrides(self) -> dict:
         """Config values this run sets on the model, whichever way it is built."""
@@ -128,7 +135,7 @@ class DataArguments:
     def loader_options(self) -> dict:
         options = json.loads(self.dataset_options) if self.dataset_options else {}
         if not isinstance(options, dict):
-            raise ValueError(f"--dataset_options must be a JSON object, got {self.dataset_options!r}")
+            raise ArgumentsError(f"--dataset_options must be a JSON object, got {self.dataset_options!r}")
         if self.allow_pickle:
             options["allow_pickle"] = True
         return options
@@ -199,7 +206,7 @@ class TCMPTrainingArguments(TrainingArguments):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
             self.use_cpu = True  # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPUs
         if self.remove_unused_columns:
-            raise ValueError("--remove_unused_columns must be False: TCMPDataCollator needs the raw text/audio columns")
+            raise ArgumentsError("--remove_unused_columns must be False: TCMPDataCollator needs the raw text/audio columns")
         super().__post_init__()
         if self.lr_scheduler_type == SchedulerType.REDUCE_ON_PLATEAU:
             self.lr_scheduler_kwargs = {"mode": "max" if self.greater_is_better else "min", **self.lr_scheduler_kwargs}
@@ -227,24 +234,56 @@ def check_selection_metric(args: TrainingArguments, streams) -> None:
     """A retrieval selection metric must name a stream the model has (an audio-only model has no text R1@11)."""
     stream = args.metric_for_best_model.removeprefix("eval_").split("_")[0]
     if stream in STREAMS and stream not in streams:
-        raise ValueError(
+        raise ArgumentsError(
             f"--metric_for_best_model {args.metric_for_best_model} needs the {stream} stream, but the model has "
             f"{list(streams)}: choose e.g. {streams[0]}_r1@11"
         )
 
 
 def parse_arguments(dataclass_types, argv=None) -> tuple:
-    """Command-line flags, or one `.json`/`.yaml` file holding them all."""
+    """
+    Command-line flags, or one `.json`/`.yaml` file holding them all. A value the argument classes refuse (ours or
+    `TrainingArguments`') is an `ArgumentsError` with their message.
+    """
     parser = HfArgumentParser(dataclass_types)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    arguments_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    if arguments_file and not os.path.isfile(arguments_file):
+        raise ArgumentsError(f"no such arguments file: {arguments_file}")
+    try:
+        if arguments_file is None:
+            return parser.parse_args_into_dataclasses(args=argv)
+        if arguments_file.endswith(".json"):
+            return parser.parse_json_file(os.path.abspath(arguments_file))
+        return parser.parse_yaml_file(os.path.abspath(arguments_file))
+    except ArgumentsError:
+        raise
+    except (ValueError, yaml.YAMLError) as error:
+        raise ArgumentsError(f"{arguments_file}: {error}" if arguments_file else str(error)) from None
 
 
 # -------------------------------------------------------------------------------------------------- model and data
+
+
+def could_be_hub_id(name: str) -> bool:
+    """Whether `name` has the shape of a Hub repository id (`bert-base-uncased`, `org/model`) rather than a path."""
+    return not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and not os.path.exists(name)
+
+
+@contextlib.contextmanager
+def loading(what: str):
+    """
+    Turn a failure to load `what` (a flag and its value) into an `ArgumentsError` naming it; settings the model
+    config refuses (`TCMPConfig`'s checks) likewise. A damaged checkpoint stays a `CheckpointError`.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except OSError as error:
+        raise ArgumentsError(f"{what} could not be loaded: {error}") from None
+    except ValueError as error:
+        raise ArgumentsError(f"{what}: {error}") from None
 
 
 def build_model_and_processor(model_args: ModelArguments, model_class, train_texts, **config_kwargs):
@@ -255,25 +294,28 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
     """
     overrides = {**model_args.config_overrides(), **config_kwargs}
     if model_args.model_name_or_path:
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
-        model = model_class.from_pretrained(model_args.model_name_or_path, **overrides)
+        with loading(f"--model_name_or_path {model_args.model_name_or_path}"):
+            processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+            model = model_class.from_pretrained(model_args.model_name_or_path, **overrides)
         return model, processor
     if model_args.text_encoder or model_args.audio_encoder:
-        tokenizer = (
-            AutoTokenizer.from_pretrained(model_args.text_encoder)
-            if model_args.text_encoder
-            else word_tokenizer(train_texts)
-        )
-        if model_args.hidden_size is not None:
-            overrides["hidden_size"] = model_args.hidden_size
-        elif model_args.text_encoder:
-            overrides["hidden_size"] = AutoConfig.from_pretrained(model_args.text_encoder).hidden_size
-        model = model_class.from_text_audio_pretrained(model_args.text_encoder, model_args.audio_encoder, **overrides)
+        if model_args.text_encoder:
+            with loading(f"--text_encoder {model_args.text_encoder}"):
+                tokenizer = AutoTokenizer.from_pretrained(model_args.text_encoder)
+                width = AutoConfig.from_pretrained(model_args.text_encoder).hidden_size
+            overrides["hidden_size"] = width if model_args.hidden_size is None else model_args.hidden_size
+        else:
+            tokenizer = word_tokenizer(train_texts)
+            if model_args.hidden_size is not None:
+                overrides["hidden_size"] = model_args.hidden_size
+        with loading(f"--text_encoder {model_args.text_encoder} / --audio_encoder {model_args.audio_encoder}"):
+            model = model_class.from_text_audio_pretrained(model_args.text_encoder, model_args.audio_encoder, **overrides)
     else:
         tokenizer = word_tokenizer(train_texts)
         if model_args.hidden_size is not None:
             overrides["hidden_size"] = model_args.hidden_size
-        model = model_class(tiny_config(len(tokenizer), audio=not model_args.text_only, **overrides))
+        with loading("a tiny random model"):
+            model = model_class(tiny_config(len(tokenizer), audio=not model_args.text_only, **overrides))
     processor = make_processor(tokenizer, model_args.max_text_length, model_args.max_audio_length)
     return model, processor
 

@@ -1,0 +1,68 @@
+"""Bad flags, folders and argument files stop both scripts with one line naming the flag or file, not a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import run_finetune
+import run_pretrain
+from tcmp.preflight import ArgumentsError
+from tcmp.training import could_be_hub_id
+
+from .conftest import REPO, tiny_flags
+
+
+BAD_FLAGS = [
+    (["--num_negatives", "0"], r"tiny random model: TCMPConfig.num_negatives must be None or at least 1, got 0"),
+    (["--modality", "audio", "--text_only"], r"TCMPConfig.modality='audio' needs the audio stream"),
+    (["--model_name_or_path", "/no/such/checkpoint"], r"--model_name_or_path /no/such/checkpoint: no such folder"),
+    (["--text_encoder", "./no_such_encoder"], r"--text_encoder ./no_such_encoder: no such folder"),
+    (["--audio_encoder", "~/no_such_hubert"], r"--audio_encoder ~/no_such_hubert: no such folder"),
+    (["--eval_strategy", "no"], r"--load_best_model_at_end requires the save and eval strategy to match"),
+    (["--learning_rate", "1e-3", "--use_feature_cache"], r"--use_feature_cache needs --freeze_encoders"),
+]
+
+
+@pytest.mark.parametrize("script", [run_pretrain, run_finetune], ids=["pretrain", "finetune"])
+@pytest.mark.parametrize("extra,message", BAD_FLAGS, ids=[flags[0] for flags, _ in BAD_FLAGS])
+def test_bad_flags_are_an_arguments_error_naming_them(script, extra, message, tmp_path):
+    with pytest.raises(ArgumentsError, match=message):
+        script.main(tiny_flags(tmp_path / "out", *extra))
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_named(tmp_path):
+    with pytest.raises(ArgumentsError, match=f"--model_name_or_path {tmp_path}: Unrecognized processing class"):
+        run_finetune.main(tiny_flags(tmp_path / "out", "--model_name_or_path", str(tmp_path)))
+
+
+def test_argument_files_missing_malformed_or_with_unknown_keys_are_named(tmp_path):
+    with pytest.raises(ArgumentsError, match="no such arguments file: .*missing.yaml"):
+        run_pretrain.main([str(tmp_path / "missing.yaml")])
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("learning_rate: [1\n")
+    with pytest.raises(ArgumentsError, match=f"{malformed}: while parsing a flow sequence"):
+        run_pretrain.main([str(malformed)])
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(f'{{"dataset": "demo", "output_dir": "{tmp_path}", "no_such_flag": 1}}')
+    with pytest.raises(ArgumentsError, match=r"unknown.json: Some keys are not used .*no_such_flag"):
+        run_finetune.main([str(unknown)])
+
+
+def test_hub_ids_are_told_from_paths(tmp_path):
+    assert could_be_hub_id("bert-base-uncased") and could_be_hub_id("org/model")
+    assert not any(map(could_be_hub_id, ["/abs/model", "./model", "~/model", "a/b/c", str(tmp_path)]))
+
+
+def test_the_command_line_prints_one_line_and_exits_1(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "run_pretrain.py", *tiny_flags(tmp_path / "out", "--num_negatives", "0")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "run_pretrain.py: error: a tiny random model: TCMPConfig.num_negatives must be None or at least 1, got 0"
+    )
