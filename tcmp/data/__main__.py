@@ -18,19 +18,23 @@ import sys
 import time
 
 from .common import kind_of
-from .loading import detect_source
+from .errors import DataError
+from .loading import call_builder, detect_source
 
 
-def rule_from(args):
+def rule_from(args, parser):
     from .rule import ReconstructionRule
 
-    default = ReconstructionRule()
-    return ReconstructionRule(
-        min_context=args.min_context if args.min_context is not None else default.min_context,
-        max_context=args.max_context if args.max_context is not None else default.max_context,
-        require_target_spoke_before=default.require_target_spoke_before if args.spoke_before is None else args.spoke_before,
-        require_speaker_change=default.require_speaker_change if args.speaker_change is None else args.speaker_change,
-    )
+    given = {
+        "min_context": args.min_context,
+        "max_context": args.max_context,
+        "require_target_spoke_before": args.spoke_before,
+        "require_speaker_change": args.speaker_change,
+    }
+    try:
+        return ReconstructionRule(**{name: value for name, value in given.items() if value is not None})
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def split_of(path: str) -> str:
@@ -63,10 +67,22 @@ def main(argv=None):
     stats.add_argument("--allow-pickle", action="store_true")
     stats.add_argument("--options", help="builder options as a JSON object")
     args = parser.parse_args(argv)
+    try:
+        return run(args, parser)
+    except DataError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
+
+def run(args, parser) -> int:
+    """Carry out a parsed `build` or `stats` command; bad input raises `DataError` naming it."""
     from .stats import dataset_stats, format_stats
 
-    options = json.loads(args.options) if args.options else {}
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as error:
+        parser.error(f"--options {args.options!r} is not JSON: {error}")
+    if not isinstance(options, dict):
+        parser.error(f"--options must be a JSON object, got {args.options!r}")
     if args.cache_dir:
         options["cache_dir"] = args.cache_dir
     if args.command == "stats":
@@ -80,7 +96,7 @@ def main(argv=None):
         elif kind == "release":
             from .release import import_release
 
-            data = import_release(args.source, allow_pickle=args.allow_pickle, **options)
+            data = call_builder(import_release, "release", args.source, allow_pickle=args.allow_pickle, **options)
         else:
             data = load_prerecognition_dataset(args.source, **options)
         paper = args.paper or kind_of(data).get("tcmp_kind")
@@ -95,28 +111,31 @@ def main(argv=None):
     if args.kind == "demo":
         from .demo import build_demo
 
-        outputs["pretraining"], outputs["prerecognition"] = build_demo(rule=rule_from(args), **options)
+        outputs["pretraining"], outputs["prerecognition"] = call_builder(
+            build_demo, "demo", rule=rule_from(args, parser), **options
+        )
     elif args.kind == "pmeld":
         from .meld import build_pmeld
 
-        outputs[""] = build_pmeld(args.inputs[0], media_dir=args.media_dir, label_type=args.label_type,
-                                  rule=rule_from(args), **options)
+        outputs[""] = call_builder(build_pmeld, "pmeld", args.inputs[0], media_dir=args.media_dir,
+                                    label_type=args.label_type, rule=rule_from(args, parser), **options)
     elif args.kind == "piem":
         from .iemocap import build_piem
 
-        outputs[""] = build_piem(args.inputs[0], rule=rule_from(args), **options)
+        outputs[""] = call_builder(build_piem, "piem", args.inputs[0], rule=rule_from(args, parser), **options)
     elif args.kind == "umd":
         from .umd import build_umd
 
         if not args.inputs:
             parser.error("build umd takes one or more manifests")
-        outputs[""] = build_umd({split_of(p): p for p in args.inputs} if len(args.inputs) > 1 else args.inputs[0],
-                                **options)
+        outputs[""] = call_builder(build_umd, "umd",
+                                    {split_of(p): p for p in args.inputs} if len(args.inputs) > 1 else args.inputs[0],
+                                    **options)
     else:
         from .release import import_release
 
-        outputs[""] = import_release(args.inputs[0], kind=args.release_kind, allow_pickle=args.allow_pickle,
-                                     label_type=args.label_type, **options)
+        outputs[""] = call_builder(import_release, "release", args.inputs[0], kind=args.release_kind,
+                                    allow_pickle=args.allow_pickle, label_type=args.label_type, **options)
     for name, data in outputs.items():
         folder = os.path.join(args.output, name) if name else args.output
         data.save_to_disk(folder)

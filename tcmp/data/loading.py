@@ -36,7 +36,7 @@ def detect_source(source: str) -> str:
     raise DataError(f"dataset source {source!r}: neither a JSON Lines manifest nor a joblib/pickle release file")
 
 
-def _build(builder, kind: str, *args, **options):
+def call_builder(builder, kind: str, *args, **options):
     """Call `builder` after checking that every option is one of its parameters (a DataError names the others)."""
     accepted = list(inspect.signature(builder).parameters)[len(args):]
     unknown = sorted(set(options) - set(accepted))
@@ -71,13 +71,13 @@ def load_prerecognition_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return _build(build_demo, "demo", **options)[1]
+        return call_builder(build_demo, "demo", **options)[1]
     if kind == "pmeld":
-        return _build(build_pmeld, "MELD CSV folder", source, **options)
+        return call_builder(build_pmeld, "MELD CSV folder", source, **options)
     if kind == "piem":
-        return _build(build_piem, "IEMOCAP", source, **options)
+        return call_builder(build_piem, "IEMOCAP", source, **options)
     if kind == "release":
-        result = _build(import_release, "release file", source, allow_pickle=allow_pickle, **options)
+        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
         if "label" not in next(iter(result.values())).column_names:
             raise DataError(f"{source!r} holds pre-training dialogues (UMD), not pre-recognition samples")
         return result
@@ -96,11 +96,11 @@ def load_pretraining_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return _build(build_demo, "demo", **options)[0]
+        return call_builder(build_demo, "demo", **options)[0]
     if kind == "umd":
-        return _build(build_umd, "UMD manifest", source, **options)
+        return call_builder(build_umd, "UMD manifest", source, **options)
     if kind == "release":
-        result = _build(import_release, "release file", source, allow_pickle=allow_pickle, **options)
+        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
         if "label" in next(iter(result.values())).column_names:
             raise DataError(f"{source!r} holds pre-recognition samples, not pre-training dialogues")
         return result

@@ -175,3 +175,28 @@ def test_cli_build_and_stats(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "| train | 3 |" in out and "train (paper) | 4687" in out
+
+
+@pytest.mark.parametrize(
+    "argv,status,message",
+    [
+        (["build", "pmeld", "{tmp}/nope", "--output", "{tmp}/o"], 1, "MELD CSV folder '{tmp}/nope' does not exist"),
+        (["stats", "{tmp}/nope"], 1, "dataset source '{tmp}/nope': no such file or folder"),
+        (["build", "demo", "--output", "{tmp}/o", "--options", '{"nope": 1}'], 1,
+         "dataset option(s) nope do not apply to a demo source"),
+        (["build", "demo", "--output", "{tmp}/o", "--options", "{bad"], 2, "--options '{bad' is not JSON"),
+        (["build", "demo", "--output", "{tmp}/o", "--options", "[1]"], 2, "--options must be a JSON object"),
+        (["build", "demo", "--output", "{tmp}/o", "--min-context", "5", "--max-context", "2"], 2,
+         "ReconstructionRule.max_context (2) must be >= min_context (5)"),
+    ],
+    ids=["missing-csv-folder", "missing-source", "unknown-option", "options-not-json", "options-not-object", "rule"],
+)
+def test_cli_bad_input_is_one_line_naming_it(argv, status, message, tmp_path, capsys):
+    from tcmp.data.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([part.replace("{tmp}", str(tmp_path)) for part in argv])
+    assert exited.value.code == status
+    err = capsys.readouterr().err
+    assert f"python -m tcmp.data: error: {message.replace('{tmp}', str(tmp_path))}" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
