@@ -195,6 +195,17 @@ class CheckpointError(OSError):
     """A saved TCMP model that cannot be loaded safely (truncated, corrupted); the message names the file."""
 
 
+def could_be_hub_id(name: str) -> bool:
+    """Whether `name` has the shape of a Hub repository id (`bert-base-uncased`, `org/model`) rather than a path."""
+    return not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and not os.path.exists(name)
+
+
+def require_folder_or_hub_id(name: str) -> None:
+    """A path that names no folder is refused here, naming it (transformers would call it a bad Hub repo id)."""
+    if not os.path.isdir(os.path.expanduser(name)) and not could_be_hub_id(name):
+        raise FileNotFoundError(f"{name}: no such folder")
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -271,6 +282,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         config's frozen encoders (or feature encoder) are frozen again after loading.
         """
         folder = str(pretrained_model_name_or_path)
+        require_folder_or_hub_id(folder)
         if os.path.isdir(folder):
             verify_checksums(folder)
         try:
@@ -288,6 +300,9 @@ class TCMPPreTrainedModel(PreTrainedModel):
         """Build a TCMP model around encoders loaded from two local checkpoint folders (either may be `None`)."""
         if text_model_path is None and audio_model_path is None:
             raise ValueError("from_text_audio_pretrained needs a text_model_path, an audio_model_path or both")
+        for path in (text_model_path, audio_model_path):
+            if path:
+                require_folder_or_hub_id(str(path))
         text_config = AutoConfig.from_pretrained(text_model_path) if text_model_path else None
         audio_config = AutoConfig.from_pretrained(audio_model_path) if audio_model_path else None
         model = cls(TCMPConfig(text_config=text_config, audio_config=audio_config, **config_kwargs))

@@ -30,7 +30,7 @@ from .metrics import (
     plot_confusion_matrix,
     sample_retrieval_candidates,
 )
-from .modeling_tcmp import CheckpointError
+from .modeling_tcmp import CheckpointError, could_be_hub_id
 from .preflight import ArgumentsError, room_to_save
 from .presets import make_processor, tiny_config, word_tokenizer
 
@@ -263,11 +263,6 @@ def parse_arguments(dataclass_types, argv=None) -> tuple:
 
 
 # -------------------------------------------------------------------------------------------------- model and data
-
-
-def could_be_hub_id(name: str) -> bool:
-    """Whether `name` has the shape of a Hub repository id (`bert-base-uncased`, `org/model`) rather than a path."""
-    return not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and not os.path.exists(name)
 
 
 @contextlib.contextmanager

@@ -124,3 +124,15 @@ def test_from_text_audio_pretrained_loads_both_local_encoders(tokenizer, make_ba
 def test_from_text_audio_pretrained_needs_a_path():
     with pytest.raises(ValueError, match="needs a text_model_path, an audio_model_path or both"):
         TCMPForPreTraining.from_text_audio_pretrained()
+
+
+def test_a_missing_folder_is_named_not_taken_for_a_hub_id(tmp_path):
+    from tcmp import StreamingPreRecognizer
+
+    missing = str(tmp_path / "no_such_model")
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: no such folder$"):
+        TCMPForEmotionPreRecognition.from_pretrained(missing)
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: no such folder$"):
+        StreamingPreRecognizer.from_pretrained(missing)
+    with pytest.raises(FileNotFoundError, match="^./no_such_hubert: no such folder$"):
+        TCMPForPreTraining.from_text_audio_pretrained(None, "./no_such_hubert")

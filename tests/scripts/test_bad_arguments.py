@@ -9,7 +9,7 @@ import pytest
 import run_finetune
 import run_pretrain
 from tcmp.preflight import ArgumentsError
-from tcmp.training import could_be_hub_id
+from tcmp.modeling_tcmp import could_be_hub_id
 
 from .conftest import REPO, tiny_flags
 
