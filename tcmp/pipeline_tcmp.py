@@ -61,6 +61,9 @@ class EmotionPreRecognitionPipeline(Pipeline):
         return {}, {}, {"top_k": top_k}
 
     def preprocess(self, dialogues: _Dialogues) -> dict:
+        for d, dialogue in enumerate(dialogues):
+            for u, utterance in enumerate(dialogue):
+                self.model.config.check_utterance(utterance, f"dialogue {d}, utterance {u}")
         return dict(self.processor(list(dialogues)))
 
     def _forward(self, model_inputs: dict) -> dict:

@@ -118,17 +118,8 @@ class StreamingPreRecognizer:
         if not isinstance(utterances, dict) or not utterances:
             raise ValueError("add_utterances got no utterances: pass {session: utterance dict}")
         names = list(utterances)
-        needed = [m for m, has in (("text", self.config.has_text), ("audio", self.config.has_audio)) if has]
         for name in names:
-            utterance = utterances[name]
-            if not isinstance(utterance, dict) or (utterance.get("text") is None and utterance.get("audio") is None):
-                raise ValueError(f"session {name!r}: the utterance needs 'text' and/or 'audio'")
-            missing = [m for m in needed if utterance.get(m) is None]
-            if missing:
-                raise ValueError(
-                    f"session {name!r}: this model encodes {' and '.join(needed)}; the utterance has no "
-                    f"{' and no '.join(missing)}"
-                )
+            self.config.check_utterance(utterances[name], f"session {name!r}")
         batch = self.processor(
             [[{k: v for k, v in utterances[n].items() if v is not None}] for n in names],
             dialogue_names=[f"session {n!r}" for n in names],

@@ -68,3 +68,13 @@ def test_bad_input_is_named(saved):
         classifier("hello")
     with pytest.raises(ValueError, match="top_k"):
         classifier(["hello"], top_k=0)
+
+
+def test_an_utterance_without_a_modality_the_model_encodes_is_named(saved):
+    _, folder = saved()
+    classifier = pipeline("emotion-pre-recognition", model=folder)
+    audio = {"text": "hello", "audio": [0.1] * 1600, "sampling_rate": 16000}
+    with pytest.raises(ValueError, match="dialogue 1, utterance 1: this model encodes text and audio; the utterance has no audio$"):
+        classifier([[audio], [audio, "how are you"]])
+    with pytest.raises(ValueError, match="dialogue 0, utterance 0: the utterance needs 'text' and/or 'audio'"):
+        classifier([{"speaker": "A"}])
