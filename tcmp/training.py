@@ -207,6 +207,13 @@ class TCMPTrainingArguments(TrainingArguments):
             self.use_cpu = True  # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPUs
         if self.remove_unused_columns:
             raise ArgumentsError("--remove_unused_columns must be False: TCMPDataCollator needs the raw text/audio columns")
+        for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, flag) < 1:
+                raise ArgumentsError(f"--{flag} must be at least 1, got {getattr(self, flag)}")
+        if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ArgumentsError(
+                f"--num_train_epochs must be above 0 (or give --max_steps), got {self.num_train_epochs}: nothing would train"
+            )
         super().__post_init__()
         if self.lr_scheduler_type == SchedulerType.REDUCE_ON_PLATEAU:
             self.lr_scheduler_kwargs = {"mode": "max" if self.greater_is_better else "min", **self.lr_scheduler_kwargs}

@@ -196,9 +196,9 @@ def build_pmeld(
     the utterances in order (counted note), "break" lets no context span the gap (skips counted), "error" raises.
     """
     if label_type not in LABELS:
-        raise ValueError(f"label_type must be 'sentiment' or 'emotion', got {label_type!r}")
+        raise DataError(f"label_type must be 'sentiment' or 'emotion', got {label_type!r}")
     if on_gap not in GAP_POLICIES:
-        raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
+        raise DataError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
     rule = ReconstructionRule.from_value(rule)
     if not os.path.isdir(csv_dir):
         raise MissingFileError(f"MELD CSV folder {csv_dir!r} does not exist")

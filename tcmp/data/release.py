@@ -156,7 +156,7 @@ def import_release(
     for file in files.values():
         refuse_pickle(file, allow_pickle)
     if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+        raise DataError(f"kind must be one of {KINDS} or None, got {kind!r}")
     splits, reports, kind_seen = {}, {}, None
     for given_split, file in files.items():
         payload = split_payload(load_joblib(file, allow_pickle), file)

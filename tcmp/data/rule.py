@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
+from .errors import DataError
+
 
 @dataclass(frozen=True)
 class ReconstructionRule:
@@ -27,9 +29,9 @@ class ReconstructionRule:
 
     def __post_init__(self):
         if self.min_context < 1:
-            raise ValueError(f"ReconstructionRule.min_context must be >= 1, got {self.min_context}")
+            raise DataError(f"ReconstructionRule.min_context must be >= 1, got {self.min_context}")
         if self.max_context < self.min_context:
-            raise ValueError(
+            raise DataError(
                 f"ReconstructionRule.max_context ({self.max_context}) must be >= min_context ({self.min_context})"
             )
 
@@ -46,7 +48,7 @@ class ReconstructionRule:
         if isinstance(value, dict):
             unknown = set(value) - set(cls.__dataclass_fields__)
             if unknown:
-                raise ValueError(f"unknown ReconstructionRule fields {sorted(unknown)}")
+                raise DataError(f"unknown ReconstructionRule fields {sorted(unknown)}")
             return cls(**value)
         raise TypeError(f"rule must be a ReconstructionRule or a dict, got {type(value).__name__}")
 

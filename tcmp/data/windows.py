@@ -3,6 +3,9 @@
 import pyarrow.compute as pc
 import torch
 
+from .errors import DataError
+
+
 LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
 
 
@@ -22,7 +25,7 @@ class PretrainingWindows(torch.utils.data.Dataset):
 
     def __init__(self, dialogues, window: int = 11, stride: int = 5, seed: int = 0):
         if window < 1 or stride < 1:
-            raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+            raise DataError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         self.dialogues, self.window, self.stride, self.seed = dialogues, window, stride, seed
         self.lengths = []
         for batch in dialogues.select_columns(["text"]).with_format("arrow").iter(batch_size=1000):

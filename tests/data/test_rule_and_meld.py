@@ -87,6 +87,8 @@ def test_pmeld_text_only_hand_checked(meld_dir, tmp_path):
     assert stats["train"]["NU"] == 3 and stats["train"]["ADL"] == pytest.approx(3.0)
     assert stats["train"]["classes"] == {"negative": 2, "neutral": 1, "positive": 0}
     assert "train (paper)" in format_stats(stats, paper="pmeld")
+    with pytest.raises(DataError, match="label_type must be 'sentiment' or 'emotion', got 'bogus'"):
+        build_pmeld(str(meld_dir), label_type="bogus", cache_dir=str(tmp_path / "cache"))
 
 
 def test_pmeld_with_media_and_missing_clip(meld_dir, meld_media, tmp_path):

@@ -8,10 +8,11 @@ import pytest
 
 import run_finetune
 import run_pretrain
+from tcmp.data import DataError
 from tcmp.preflight import ArgumentsError
 from tcmp.modeling_tcmp import could_be_hub_id
 
-from .conftest import REPO, tiny_flags
+from .conftest import REPO, TINY_DEMO, tiny_flags
 
 
 BAD_FLAGS = [
@@ -22,6 +23,8 @@ BAD_FLAGS = [
     (["--audio_encoder", "~/no_such_hubert"], r"--audio_encoder ~/no_such_hubert: no such folder"),
     (["--eval_strategy", "no"], r"--load_best_model_at_end requires the save and eval strategy to match"),
     (["--learning_rate", "1e-3", "--use_feature_cache"], r"--use_feature_cache needs --freeze_encoders"),
+    (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size must be at least 1, got 0"),
+    (["--num_train_epochs", "-1"], r"--num_train_epochs must be above 0 \(or give --max_steps\), got -1.0"),
 ]
 
 
@@ -30,6 +33,14 @@ BAD_FLAGS = [
 def test_bad_flags_are_an_arguments_error_naming_them(script, extra, message, tmp_path):
     with pytest.raises(ArgumentsError, match=message):
         script.main(tiny_flags(tmp_path / "out", *extra))
+
+
+def test_bad_dataset_options_are_a_data_error_naming_them(tmp_path):
+    rule = tiny_flags(tmp_path / "out", dataset_options={**TINY_DEMO, "rule": {"min_context": 0}})
+    with pytest.raises(DataError, match="ReconstructionRule.min_context must be >= 1, got 0"):
+        run_finetune.main(rule)
+    with pytest.raises(DataError, match="window and stride must be >= 1, got window=0"):
+        run_pretrain.main(tiny_flags(tmp_path / "out", "--window", "0"))
 
 
 def test_a_folder_that_is_not_a_checkpoint_is_named(tmp_path):
