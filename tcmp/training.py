@@ -30,7 +30,7 @@ from .metrics import (
     plot_confusion_matrix,
     sample_retrieval_candidates,
 )
-from .modeling_tcmp import CheckpointError, could_be_hub_id
+from .modeling_tcmp import CheckpointError, require_folder_or_hub_id
 from .preflight import ArgumentsError, room_to_save
 from .presets import make_processor, tiny_config, word_tokenizer
 
@@ -92,9 +92,11 @@ class ModelArguments:
         if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
             raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
         for flag in ("model_name_or_path", "text_encoder", "audio_encoder"):
-            folder = getattr(self, flag)
-            if folder and not os.path.isdir(os.path.expanduser(folder)) and not could_be_hub_id(folder):
-                raise ArgumentsError(f"--{flag} {folder}: no such folder")
+            try:
+                if getattr(self, flag):
+                    require_folder_or_hub_id(getattr(self, flag))
+            except FileNotFoundError as error:
+                raise ArgumentsError(f"--{flag} {error}") from None
 
     def config_overrides(self) -> dict:
         """Config values this run sets on the model, whichever way it is built."""

@@ -50,7 +50,7 @@ class ReconstructionRule:
             if unknown:
                 raise DataError(f"unknown ReconstructionRule fields {sorted(unknown)}")
             return cls(**value)
-        raise TypeError(f"rule must be a ReconstructionRule or a dict, got {type(value).__name__}")
+        raise DataError(f"rule must be a ReconstructionRule or a dict, got {type(value).__name__}")
 
     def describe(self) -> str:
         parts = [f"context {self.min_context}–{self.max_context} utterances"]
