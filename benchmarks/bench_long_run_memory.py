@@ -5,11 +5,15 @@ pre-training: TCMPForPreTraining (tiny random text + audio encoders, so that man
               (PretrainingWindows → TCMPDataCollator, audio decoded at collate time), several epochs (the window
               offset shifts each epoch).
 streaming:    StreamingPreRecognizer over one conversation of thousands of turns (demo utterances, cycled).
-Resident set size is sampled after `gc.collect()` every `--every` steps/turns; the growth is the least-squares slope
-over the second half of the run (after warm-up: allocator pools, optimizer state), in MB per 100 steps/turns.
+Resident set size is sampled after `gc.collect()` and glibc's `malloc_trim(0)` (which hands freed heap pages back, so
+that the allocator's swings with variable-sized audio batches do not hide or fake a trend) every `--every`
+steps/turns; the growth is the least-squares slope over the second half of the run (after warm-up: allocator pools,
+optimizer state), in MB per 100 steps/turns.
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import os
 import sys
@@ -31,9 +35,16 @@ FLAT_MB_PER_100 = 1.0
 """Growth below this many MB per 100 steps/turns in the second half counts as flat."""
 
 
+LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+TRIM = getattr(LIBC, "malloc_trim", None)
+"""glibc's malloc_trim; None on other C libraries (then freed heap pages may stay resident)."""
+
+
 def rss_mb() -> float:
-    """Current resident set size of this process."""
+    """Current resident set size of this process, after collecting garbage and trimming the heap."""
     gc.collect()
+    if TRIM is not None:
+        TRIM(0)
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -96,7 +107,8 @@ def main():
     parser.add_argument("--every", type=int, default=20, help="sample RSS every N steps (turns: every 5N)")
     args = parser.parse_args()
     print(settings_line(model="tiny random (BERT 2x32, HuBERT 2x32, d=32)", steps=args.steps, turns=args.turns,
-                        batch_size=args.batch_size, data="demo corpus pre-training dialogues"))
+                        batch_size=args.batch_size, data="demo corpus pre-training dialogues",
+                        malloc_trim=TRIM is not None))
     processor = benchmark_processor()
     pretraining(processor, args.steps, args.every, args.batch_size)
     streaming(processor, args.turns, 5 * args.every)
