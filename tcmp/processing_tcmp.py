@@ -1,5 +1,6 @@
 """Processor for TCMP: turns dialogues (lists of utterances with text and/or audio) into model inputs."""
 
+import os
 from math import gcd
 
 import numpy as np
@@ -62,6 +63,23 @@ def to_mono_float(audio, where: str, max_samples: int | None = None) -> np.ndarr
     return array.astype(np.float32)
 
 
+def read_audio_file(path: str, where: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """
+    The first `max_seconds` of an audio file soundfile can read (WAV, FLAC, OGG, ...), as (frames, channels) float32,
+    and its rate. (The processor decodes files itself, so that a saved processor needs no `tcmp.data` to do it.)
+    """
+    import soundfile
+
+    if not os.path.isfile(path):
+        raise TCMPInputError(f"{where}: audio file {path!r} does not exist")
+    try:
+        with soundfile.SoundFile(path) as handle:
+            frames = min(handle.frames, int(np.ceil(max_seconds * handle.samplerate)))
+            return handle.read(frames, dtype="float32", always_2d=True), handle.samplerate
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise TCMPInputError(f"{where}: audio file {path!r} cannot be read ({error})") from None
+
+
 def check_sampling_rate(sampling_rate, where: str) -> int:
     """The sampling rate as an int: a whole number of Hz between 1000 and 384000, else `TCMPInputError`."""
     if sampling_rate is None:
@@ -115,7 +133,8 @@ class TCMPProcessor(ProcessorMixin):
     into TCMP inputs, padding each utterance only to the longest of the batch.
 
     A dialogue is a list of utterances; an utterance is a dict with `text` (str), and/or `audio` (array of samples,
-    mono or `(channels, samples)`, float or integer PCM) with its `sampling_rate`, and optionally `speaker`.
+    mono or `(channels, samples)`, float or integer PCM, with its `sampling_rate`; or the path of an audio file that
+    soundfile reads, at the file's own rate), and optionally `speaker`.
 
     max_text_length (`int`, defaults to 60): tokens kept per utterance.
     max_audio_length (`int`, defaults to 80000): samples kept per utterance after resampling (5 s at 16 kHz).
@@ -131,7 +150,17 @@ class TCMPProcessor(ProcessorMixin):
         return self.feature_extractor.sampling_rate
 
     def prepare_audio(self, audio, sampling_rate: int | None, where: str = "audio") -> np.ndarray:
-        """Mono, resampled to the extractor's rate, truncated to `max_audio_length`, padded to a minimum length."""
+        """
+        Mono, resampled to the extractor's rate, truncated to `max_audio_length`, padded to a minimum length. `audio`
+        is samples at `sampling_rate`, or the path of an audio file (its own rate is used; a `sampling_rate` given
+        with it must agree).
+        """
+        if isinstance(audio, (str, os.PathLike)):
+            kept_seconds = self.max_audio_length / self.sampling_rate
+            audio, file_rate = read_audio_file(os.fspath(audio), where, max_seconds=kept_seconds + 1)
+            if sampling_rate is not None and check_sampling_rate(sampling_rate, where) != file_rate:
+                raise TCMPInputError(f"{where}: sampling_rate {sampling_rate} given, but the audio file is {file_rate} Hz")
+            sampling_rate = file_rate
         rate = check_sampling_rate(sampling_rate, where)
         keep = input_samples_needed(self.max_audio_length, rate, self.sampling_rate)
         waveform = resample(to_mono_float(audio, where, max_samples=keep), rate, self.sampling_rate)

@@ -91,3 +91,40 @@ def test_save_and_auto_load_round_trip(processor, tmp_path):
 def test_clear_errors(processor, dialogues, message):
     with pytest.raises(TCMPInputError, match=message):
         processor(dialogues)
+
+
+def test_audio_file_paths_equal_their_samples(tokenizer, tmp_path):
+    import soundfile
+
+    processor = make_processor(tokenizer, max_audio_length=16000)
+    rng = np.random.default_rng(0)
+    stereo = (0.3 * rng.standard_normal((2 * 44100, 2))).astype(np.float32)  # 2 s at 44.1 kHz, longer than kept
+    soundfile.write(tmp_path / "stereo.wav", stereo, 44100, subtype="FLOAT")
+    mono = (0.3 * rng.standard_normal(8000)).astype(np.float32)
+    soundfile.write(tmp_path / "mono.flac", mono, 8000, subtype="PCM_24")
+    decoded, _ = soundfile.read(tmp_path / "mono.flac", dtype="float32")
+    from_files = processor([[{"audio": str(tmp_path / "stereo.wav")}, {"audio": tmp_path / "mono.flac"}]])
+    from_samples = processor([[
+        {"audio": stereo.T, "sampling_rate": 44100},
+        {"audio": decoded, "sampling_rate": 8000},
+    ]])
+    assert torch.equal(from_files["input_values"], from_samples["input_values"])
+    assert from_files["audio_attention_mask"].sum(dim=1).tolist() == [16000, 16000]
+    agreeing = processor([[{"audio": str(tmp_path / "stereo.wav"), "sampling_rate": 44100}]])
+    assert torch.equal(agreeing["input_values"][0], from_files["input_values"][0])
+
+
+def test_audio_file_errors_name_the_utterance_and_file(processor, tmp_path):
+    (tmp_path / "not_audio.wav").write_text("hello")
+    cases = [
+        ({"audio": str(tmp_path / "missing.wav")}, f"audio file '{tmp_path / 'missing.wav'}' does not exist"),
+        ({"audio": str(tmp_path / "not_audio.wav")}, f"audio file '{tmp_path / 'not_audio.wav'}' cannot be read"),
+    ]
+    for utterance, message in cases:
+        with pytest.raises(TCMPInputError, match=f"dialogue 1, utterance 0: {message}"):
+            processor([[{"text": "hi", "audio": np.zeros(800), "sampling_rate": 16000}], [utterance]])
+    import soundfile
+
+    soundfile.write(tmp_path / "tone.wav", np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.raises(TCMPInputError, match="sampling_rate 8000 given, but the audio file is 16000 Hz"):
+        processor([[{"audio": str(tmp_path / "tone.wav"), "sampling_rate": 8000}]])

@@ -69,6 +69,20 @@ def test_sessions_in_one_batch_equal_separate_runs(tokenizer, processor):
     assert {name: s.turns for name, s in batched.sessions.items()} == {"s0": 9, "s1": 4, "s2": 7}
 
 
+def test_audio_files_stream_like_their_samples(tokenizer, processor, tmp_path):
+    import soundfile
+
+    model = make_model(tokenizer)
+    dialogue = random_dialogues(6, [4])[0]
+    from_files, from_samples = StreamingPreRecognizer(model, processor), StreamingPreRecognizer(model, processor)
+    for turn, utterance in enumerate(dialogue):
+        path = tmp_path / f"turn{turn}.wav"
+        soundfile.write(path, utterance["audio"], utterance["sampling_rate"], subtype="FLOAT")
+        by_path = from_files.add_utterance(text=utterance["text"], audio=str(path), speaker=utterance["speaker"])
+        by_samples = from_samples.add_utterance(**utterance)
+        assert torch.equal(by_path.logits, by_samples.logits)
+
+
 def test_reset_starts_the_conversation_again(tokenizer, processor):
     model = make_model(tokenizer, audio=False)
     first, second = random_dialogues(7, [5, 1], audio=False)
