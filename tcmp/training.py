@@ -302,22 +302,19 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
             processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
             model = model_class.from_pretrained(model_args.model_name_or_path, **overrides)
         return model, processor
+    if model_args.hidden_size is not None:
+        overrides["hidden_size"] = model_args.hidden_size
     if model_args.text_encoder or model_args.audio_encoder:
-        if model_args.text_encoder:
-            with loading(f"--text_encoder {model_args.text_encoder}"):
+        encoders = (("text_encoder", model_args.text_encoder), ("audio_encoder", model_args.audio_encoder))
+        with loading(" / ".join(f"--{flag} {folder}" for flag, folder in encoders if folder)):
+            if model_args.text_encoder:
                 tokenizer = AutoTokenizer.from_pretrained(model_args.text_encoder)
-                width = AutoConfig.from_pretrained(model_args.text_encoder).hidden_size
-            overrides["hidden_size"] = width if model_args.hidden_size is None else model_args.hidden_size
-        else:
-            tokenizer = word_tokenizer(train_texts)
-            if model_args.hidden_size is not None:
-                overrides["hidden_size"] = model_args.hidden_size
-        with loading(f"--text_encoder {model_args.text_encoder} / --audio_encoder {model_args.audio_encoder}"):
+                overrides.setdefault("hidden_size", AutoConfig.from_pretrained(model_args.text_encoder).hidden_size)
+            else:
+                tokenizer = word_tokenizer(train_texts)
             model = model_class.from_text_audio_pretrained(model_args.text_encoder, model_args.audio_encoder, **overrides)
     else:
         tokenizer = word_tokenizer(train_texts)
-        if model_args.hidden_size is not None:
-            overrides["hidden_size"] = model_args.hidden_size
         with loading("a tiny random model"):
             model = model_class(tiny_config(len(tokenizer), audio=not model_args.text_only, **overrides))
     processor = make_processor(tokenizer, model_args.max_text_length, model_args.max_audio_length)

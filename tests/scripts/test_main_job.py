@@ -5,6 +5,7 @@ import json
 import pytest
 
 import run_main_job
+from tcmp.preflight import ArgumentsError
 
 
 def test_tiny_main_job_prints_the_table_and_pretraining_helps(tmp_path, capsys):
@@ -19,7 +20,6 @@ def test_tiny_main_job_prints_the_table_and_pretraining_helps(tmp_path, capsys):
     assert {"pretrain", "finetune", "finetune_from_scratch"} <= {path.name for path in tmp_path.iterdir()}
 
 
-def test_a_missing_audio_encoder_folder_is_named(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+def test_a_missing_audio_encoder_folder_is_named(tmp_path):
+    with pytest.raises(ArgumentsError, match=f"--audio_encoder {tmp_path / 'no_hubert'}: no such folder"):
         run_main_job.main(["--audio_encoder", str(tmp_path / "no_hubert"), "--output_dir", str(tmp_path)])
-    assert f"--audio_encoder {tmp_path / 'no_hubert'}: no such folder" in capsys.readouterr().err
