@@ -20,6 +20,7 @@ def test_tiny_main_job_prints_the_table_and_pretraining_helps(tmp_path, capsys):
     assert {"pretrain", "finetune", "finetune_from_scratch"} <= {path.name for path in tmp_path.iterdir()}
 
 
-def test_a_missing_audio_encoder_folder_is_named(tmp_path):
+def test_a_missing_audio_encoder_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_main_job, "minilm_path", lambda: str(tmp_path))  # the multimodal run, MiniLM or not
     with pytest.raises(ArgumentsError, match=f"--audio_encoder {tmp_path / 'no_hubert'}: no such folder"):
         run_main_job.main(["--audio_encoder", str(tmp_path / "no_hubert"), "--output_dir", str(tmp_path)])
