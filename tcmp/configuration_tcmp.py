@@ -7,7 +7,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
-MODALITIES = ("all", "text", "audio", "text2audio")
+MODALITIES = ("all", "text", "audio", "text2audio", "fused")
 STREAMS = ("text", "audio", "fused")
 
 
@@ -29,8 +29,8 @@ class TCMPConfig(PreTrainedConfig):
         Negatives per forthcoming-utterance prediction during pre-training, drawn at random from the other
         dialogues of the batch (and the extra negatives passed in). `None` uses every one of them.
     modality (`str`, defaults to `"all"`):
-        `"all"` uses every stream; `"text"`, `"audio"` and `"text2audio"` (fused) keep one stream's prediction loss in
-        pre-training and zero the other streams' vectors in the classifier.
+        `"all"` uses every stream; `"text"`, `"audio"` and `"fused"` keep one stream's prediction loss in pre-training
+        and zero the other streams' vectors in the classifier. `"text2audio"` is the paper's name of `"fused"`.
     attention_window (`int`, *optional*, defaults to 8):
         The predictor attends over at most this many of the latest memory states h_j (j ≤ t-3). 8 is all that the
         paper's 11-utterance windows and 10-utterance contexts ever reach, so it changes nothing there; it bounds the
@@ -74,7 +74,7 @@ class TCMPConfig(PreTrainedConfig):
     hidden_size: int = 768
     dropout: float = 0.1
     num_negatives: int | None = None
-    modality: Literal["all", "text", "audio", "text2audio"] = "all"
+    modality: Literal["all", "text", "audio", "text2audio", "fused"] = "all"
     attention_window: int | None = 8
     no_context: bool = False
     freeze_encoders: bool = False
@@ -138,7 +138,7 @@ class TCMPConfig(PreTrainedConfig):
         """Streams whose prediction loss is trained and whose vectors reach the classifier."""
         if self.modality == "all":
             return self.available_streams
-        return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",)}[self.modality]
+        return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]
 
 
 __all__ = ["TCMPConfig", "MODALITIES", "STREAMS"]

@@ -71,10 +71,10 @@ def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: li
     features = {}
     with torch.no_grad():
         if "text" in modalities:
-            text = base.text_features(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
+            text = base.pooled_text_features(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
             features["text_features"] = text.float().cpu().numpy()
         if "audio" in modalities:
-            audio = base.audio_features(inputs["input_values"], inputs["audio_attention_mask"])
+            audio = base.pooled_audio_features(inputs["input_values"], inputs["audio_attention_mask"])
             features["audio_features"] = audio.float().cpu().numpy()
     return features
 

@@ -21,6 +21,48 @@ CPU_AUDIO_CHUNK_SIZE = 2
 
 
 @dataclass
+class TCMPStreamState:
+    """
+    What one stream keeps of each of B dialogues after n utterances, for continuing them later (`past_state`):
+
+    - `context_hidden` (B, d): the context GRU's state after utterance n-1;
+    - `recent_context` (B, 2, d): the context states c_{n-2}, c_{n-1} (zeros before the dialogue starts), the next
+      query's inputs;
+    - `memory_hidden` (B, d): the memory GRU's state after h_{n-3};
+    - `memory` (B, M, d) and `memory_mask` (B, M): the memory states h_j that the next prediction may read (j ≤ n-3,
+      the latest `attention_window` of them), right-aligned: the last real column of a row is its h_{n-3}.
+    """
+
+    context_hidden: torch.Tensor
+    recent_context: torch.Tensor
+    memory_hidden: torch.Tensor
+    memory: torch.Tensor
+    memory_mask: torch.BoolTensor
+
+    @classmethod
+    def empty(cls, batch_size: int, hidden_size: int, device=None, dtype=None) -> "TCMPStreamState":
+        zeros = torch.zeros(batch_size, hidden_size, device=device, dtype=dtype)
+        return cls(
+            zeros,
+            zeros.new_zeros(batch_size, 2, hidden_size),
+            zeros.clone(),
+            zeros.new_zeros(batch_size, 0, hidden_size),
+            torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
+        )
+
+
+@dataclass
+class TCMPDialogueState:
+    """
+    The causal state of B dialogues after `num_utterances` (B,) utterances each, one `TCMPStreamState` per stream:
+    everything the model needs to continue them utterance by utterance (as decoders pass `past_key_values`).
+    """
+
+    num_utterances: torch.LongTensor
+    streams: dict[str, TCMPStreamState]
+
+
+@dataclass
 class TCMPModelOutput(ModelOutput):
     r"""
     text_embeds / audio_embeds / fused_embeds (`torch.FloatTensor` of shape `(batch_size, num_utterances, hidden_size)`):
@@ -31,6 +73,8 @@ class TCMPModelOutput(ModelOutput):
         stream): the prediction of utterance t from utterances 0 .. t-1 only.
     utterance_mask (`torch.BoolTensor` of shape `(batch_size, num_utterances)`):
         Which utterance slots are real.
+    past_state (`TCMPDialogueState`, *optional*, returned with `use_cache=True`):
+        The dialogues' causal state after the given utterances, to continue them with a later call.
     """
 
     text_embeds: torch.FloatTensor | None = None
@@ -38,6 +82,7 @@ class TCMPModelOutput(ModelOutput):
     fused_embeds: torch.FloatTensor | None = None
     forthcoming_embeds: torch.FloatTensor | None = None
     utterance_mask: torch.BoolTensor | None = None
+    past_state: TCMPDialogueState | None = None
 
 
 @dataclass
@@ -59,6 +104,9 @@ class TCMPForPreTrainingOutput(ModelOutput):
         e_t and the true encoded utterance S_t per stream, for retrieval metrics over a fixed candidate pool.
     prediction_dialogue_ids (`torch.LongTensor` of shape `(num_predictions,)`):
         Dialogue id of each prediction (negatives must come from other dialogues).
+    prediction_mask (`torch.BoolTensor` of shape `(batch_size, num_utterances)`):
+        The utterance slots that were predicted, in the order of the predictions: `grid[prediction_mask] =
+        predicted_embeds` puts the flat outputs back on the (window, utterance) grid.
     """
 
     loss: torch.FloatTensor | None = None
@@ -71,6 +119,7 @@ class TCMPForPreTrainingOutput(ModelOutput):
     predicted_embeds: torch.FloatTensor | None = None
     target_embeds: torch.FloatTensor | None = None
     prediction_dialogue_ids: torch.LongTensor | None = None
+    prediction_mask: torch.BoolTensor | None = None
 
 
 @dataclass
@@ -82,11 +131,14 @@ class TCMPPreRecognitionOutput(ModelOutput):
         Scores of the next utterance's emotion.
     forthcoming_embeds (`torch.FloatTensor` of shape `(batch_size, 3, hidden_size)`):
         The stream vectors e^T, e^A, e^M the classifier saw (zeros for ablated or missing streams).
+    past_state (`TCMPDialogueState`, *optional*, returned with `use_cache=True`):
+        The dialogues' causal state after the given utterances.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     forthcoming_embeds: torch.FloatTensor | None = None
+    past_state: TCMPDialogueState | None = None
 
 
 def masked_max_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -128,20 +180,21 @@ class TCMPDialogueContext(nn.Module):
         self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True)
         self.dense = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, utterances: torch.Tensor) -> torch.Tensor:
-        return self.advance(utterances)[0]
-
-    def advance(self, utterances: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, d) utterances from GRU state `hidden` (1, B, d) → context (B, T, d) and the new GRU state."""
-        states, hidden = self.gru(utterances, hidden)
-        return self.dense(states), hidden
+    def forward(
+        self, utterances: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d) utterances, from the GRU state `hidden` (B, d) → context (B, T, d) and the GRU state after each."""
+        states, _ = self.gru(utterances, None if hidden is None else hidden.unsqueeze(0).contiguous())
+        return self.dense(states), states
 
 
 class TCMPForthcomingPredictor(nn.Module):
     """
     e_t = W_e [attention(q_t, h_{≤t-3}); q_t] with q_t = tanh(W_q [c_{t-1}; c_{t-2}]) and h = GRU(c).
 
-    Nothing at or after position t enters e_t. Attention covers at most `attention_window` memory states.
+    Nothing at or after position t enters e_t. Attention covers at most `attention_window` memory states
+    (`readable` is the one place this rule is written). The memory GRU runs two positions behind the context:
+    h_j is computed when it first becomes readable.
     """
 
     def __init__(self, hidden_size: int, attention_window: int | None, no_context: bool):
@@ -152,21 +205,70 @@ class TCMPForthcomingPredictor(nn.Module):
         self.attention_window = attention_window
         self.no_context = no_context
 
-    def forward(self, context: torch.Tensor, utterance_mask: torch.Tensor) -> torch.Tensor:
-        """context (B, T, d) → e_t for t = 0 … T, shape (B, T + 1, d)."""
+    def readable(self, query_positions: torch.Tensor, memory_positions: torch.Tensor) -> torch.BoolTensor:
+        """(B, Q) query positions t, (B, M) memory positions j (-1: none) → (B, Q, M): t-3-window < j ≤ t-3."""
+        query, memory = query_positions.unsqueeze(2), memory_positions.unsqueeze(1)
+        allowed = (memory >= 0) & (memory <= query - 3)
+        if self.attention_window is not None:
+            allowed = allowed & (memory > query - 3 - self.attention_window)
+        return allowed
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        utterance_mask: torch.BoolTensor,
+        past: TCMPStreamState | None = None,
+        num_past: torch.LongTensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.BoolTensor, torch.Tensor]]:
+        """
+        Context states c (B, T, d) of T new utterances after `num_past` (B,) earlier ones summarised by `past` →
+        e_t for t = num_past … num_past + T, shape (B, T + 1, d), and the memory (states, their positions, the
+        memory GRU's state after them).
+        """
         batch_size, length, hidden_size = context.shape
-        padded = F.pad(context, (0, 0, 2, 0))
-        query = self.make_query(padded[:, 1 : length + 2], padded[:, : length + 1])
-        memory, allowed = None, None
-        if not self.no_context and length > 2:
-            memory, _ = self.memory_gru(context)
-            position = torch.arange(length + 1, device=context.device).unsqueeze(1)
-            slot = torch.arange(length, device=context.device).unsqueeze(0)
-            allowed = slot <= position - 3
-            if self.attention_window is not None:
-                allowed = allowed & (slot > position - 3 - self.attention_window)
-            allowed = allowed.unsqueeze(0) & utterance_mask.unsqueeze(1)
-        return self.predict(query, memory, allowed)
+        if num_past is None:
+            num_past = torch.zeros(batch_size, dtype=torch.long, device=context.device)
+        recent = context.new_zeros(batch_size, 2, hidden_size) if past is None else past.recent_context
+        extended = torch.cat([recent, context], dim=1)  # positions num_past - 2 … num_past + T - 1
+        query = self.make_query(extended[:, 1 : length + 2], extended[:, : length + 1])
+        query_positions = num_past.unsqueeze(1) + torch.arange(length + 1, device=context.device)
+        memory = self._extend_memory(extended, utterance_mask, past, num_past)
+        allowed = None if memory is None else self.readable(query_positions, memory[1])
+        return self.predict(query, None if memory is None else memory[0], allowed), memory
+
+    def _extend_memory(self, extended, utterance_mask, past, num_past):
+        """
+        The memory after the new utterances: the past memory, then h_j for every j ≤ num_past + T - 3 not yet
+        computed (the two carried context states first, then the new ones); `None` under `no_context`.
+        """
+        if self.no_context:
+            return None
+        batch_size, length = utterance_mask.shape
+        hidden_size = extended.shape[-1]
+        device = extended.device
+        hidden = extended.new_zeros(batch_size, hidden_size) if past is None else past.memory_hidden
+        states, positions = [], []
+        if past is not None and past.memory.shape[1] > 0:
+            columns = past.memory.shape[1]
+            offsets = torch.arange(columns - 1, -1, -1, device=device)
+            states.append(past.memory)
+            positions.append((num_past.unsqueeze(1) - 3 - offsets).masked_fill(~past.memory_mask, -1))
+        for carried in range(min(2, length)):
+            position = num_past - 2 + carried
+            step, new_hidden = self.memory_gru(extended[:, carried : carried + 1], hidden.unsqueeze(0).contiguous())
+            valid = position >= 0
+            hidden = torch.where(valid.unsqueeze(1), new_hidden[0], hidden)
+            states.append(step)
+            positions.append(position.masked_fill(~valid, -1).unsqueeze(1))
+        if length > 2:
+            new, new_hidden = self.memory_gru(extended[:, 2:length], hidden.unsqueeze(0).contiguous())
+            hidden = new_hidden[0]
+            states.append(new)
+            new_positions = num_past.unsqueeze(1) + torch.arange(length - 2, device=device)
+            positions.append(new_positions.masked_fill(~utterance_mask[:, : length - 2], -1))
+        if not states:
+            return extended.new_zeros(batch_size, 0, hidden_size), num_past.new_zeros(batch_size, 0), hidden
+        return torch.cat(states, dim=1), torch.cat(positions, dim=1), hidden
 
     def make_query(self, previous: torch.Tensor, before_previous: torch.Tensor) -> torch.Tensor:
         """q_t = tanh(W_q [c_{t-1}; c_{t-2}])."""
@@ -180,7 +282,7 @@ class TCMPForthcomingPredictor(nn.Module):
         (B, Q, M) marks the states each query may read; a query with none (or `memory=None`) attends to nothing.
         """
         attended = torch.zeros_like(query)
-        if memory is not None:
+        if memory is not None and memory.shape[1] > 0:
             scores = torch.bmm(query, memory.transpose(1, 2))
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
             weights = torch.softmax(scores, dim=-1) * allowed.any(dim=-1, keepdim=True)
@@ -244,6 +346,8 @@ class TCMPPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("text", "audio")
     supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False
+    """The losses are means over the batch's predictions: `Trainer` must not pass `num_items_in_batch`."""
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -376,7 +480,15 @@ class TCMPModel(TCMPPreTrainedModel):
     def _encoder_grad(self):
         return torch.no_grad() if self.config.freeze_encoders else nullcontext()
 
-    def text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Each utterance's text vector T_i in the shared space, after the projection (as CLIP's): (N, d)."""
+        return self.text_projection(self.pooled_text_features(input_ids, attention_mask, token_type_ids))
+
+    def get_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
+        """Each utterance's audio vector A_i in the shared space, after the projection (as CLIP's): (N, d)."""
+        return self.audio_projection(self.pooled_audio_features(input_values, audio_attention_mask))
+
+    def pooled_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
         if input_ids is None:
             raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
@@ -392,7 +504,7 @@ class TCMPModel(TCMPPreTrainedModel):
             ).last_hidden_state
             return masked_max_mean_pool(hidden, attention_mask)
 
-    def audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
+    def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
         """Pooled audio-encoder output of each utterance (real frames only), before the projection: (N, audio width)."""
         if input_values is None:
             raise ValueError(
@@ -453,11 +565,11 @@ class TCMPModel(TCMPPreTrainedModel):
         vectors = {}
         if self.text_model is not None:
             if text_features is None:
-                text_features = self.text_features(input_ids, attention_mask, token_type_ids)
+                text_features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
             vectors["text"] = self.text_projection(text_features)
         if self.audio_model is not None:
             if audio_features is None:
-                audio_features = self.audio_features(input_values, audio_attention_mask)
+                audio_features = self.pooled_audio_features(input_values, audio_attention_mask)
             vectors["audio"] = self.audio_projection(audio_features)
         if self.fusion is not None:
             vectors["fused"] = self.fusion(torch.cat([vectors["text"], vectors["audio"]], dim=-1))
@@ -473,7 +585,8 @@ class TCMPModel(TCMPPreTrainedModel):
         audio_attention_mask: torch.LongTensor | None = None,
         text_features: torch.FloatTensor | None = None,
         audio_features: torch.FloatTensor | None = None,
-        **kwargs,
+        past_state: TCMPDialogueState | None = None,
+        use_cache: bool = False,
     ) -> TCMPModelOutput:
         r"""
         utterance_mask (`torch.BoolTensor` of shape `(batch_size, num_utterances)`):
@@ -483,47 +596,80 @@ class TCMPModel(TCMPPreTrainedModel):
         input_values, audio_attention_mask (`(num_real_utterances, num_samples)`):
             16 kHz mono waveforms of the real utterances, in the same order.
         text_features, audio_features (`(num_real_utterances, encoder width)`, *optional*):
-            Precomputed pooled encoder outputs that replace the encoders (see `text_features()`).
+            Precomputed pooled encoder outputs that replace the encoders (see `pooled_text_features()`).
+        past_state (`TCMPDialogueState`, *optional*):
+            The state of these dialogues after their earlier utterances (from a call with `use_cache=True`): the
+            utterances given continue them.
+        use_cache (`bool`, defaults to `False`):
+            Also return the dialogues' state after the given utterances (`past_state` of the output); then every
+            utterance slot must be real.
         """
-        utterance_mask = self._check_utterance_mask(utterance_mask, input_ids, input_values, text_features, audio_features)
+        utterance_mask = self._check_utterance_mask(
+            utterance_mask, input_ids, input_values, text_features, audio_features, use_cache
+        )
         flat = self.encode_utterances(
             input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask, text_features, audio_features
         )
-        return self.dialogue_forward(flat, utterance_mask)
+        return self.dialogue_forward(flat, utterance_mask, past_state, use_cache)
 
-    def dialogue_forward(self, flat: dict[str, torch.Tensor], utterance_mask: torch.BoolTensor) -> TCMPModelOutput:
-        """Streams, context and predictions from already-encoded utterance vectors (stream → (num_real, d))."""
+    def dialogue_forward(
+        self,
+        flat: dict[str, torch.Tensor],
+        utterance_mask: torch.BoolTensor,
+        past_state: TCMPDialogueState | None = None,
+        use_cache: bool = False,
+        streams: tuple[str, ...] | None = None,
+    ) -> TCMPModelOutput:
+        """
+        Streams, context and predictions from already-encoded utterance vectors (stream → (num_real, d)), for the
+        given `streams` (default: every stream the encoders produce; the others' predictions are zeros).
+        """
         batch_size, length = utterance_mask.shape
-        embeds, forthcoming = {}, []
+        num_past = None if past_state is None else past_state.num_utterances
+        embeds, forthcoming, states = {}, [], {}
         for stream in STREAMS:
-            if stream not in flat:
+            if stream not in flat or (streams is not None and stream not in streams):
                 forthcoming.append(None)
                 continue
             vectors = flat[stream]
             dialogue = vectors.new_zeros(batch_size, length, vectors.shape[-1])
             dialogue[utterance_mask] = vectors
             embeds[stream] = dialogue
-            context = self.context[stream](dialogue)
-            forthcoming.append(self.predictor[stream](context, utterance_mask))
+            past = None if past_state is None else past_state.streams[stream]
+            context, context_states = self.context[stream](dialogue, None if past is None else past.context_hidden)
+            predicted, memory = self.predictor[stream](context, utterance_mask, past, num_past)
+            forthcoming.append(predicted)
+            if use_cache:
+                states[stream] = _next_stream_state(context, context_states, past, memory, self.config.attention_window)
         reference = next(f for f in forthcoming if f is not None)
         forthcoming = torch.stack([f if f is not None else torch.zeros_like(reference) for f in forthcoming], dim=2)
+        next_state = None
+        if use_cache:
+            total = utterance_mask.sum(dim=1) if num_past is None else num_past + utterance_mask.sum(dim=1)
+            next_state = TCMPDialogueState(num_utterances=total, streams=states)
         return TCMPModelOutput(
             text_embeds=embeds.get("text"),
             audio_embeds=embeds.get("audio"),
             fused_embeds=embeds.get("fused"),
             forthcoming_embeds=forthcoming,
             utterance_mask=utterance_mask,
+            past_state=next_state,
         )
 
     @staticmethod
     def _check_utterance_mask(
-        utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None
+        utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None, use_cache=False
     ) -> torch.BoolTensor:
         if utterance_mask is None or utterance_mask.dim() != 2:
             raise ValueError("utterance_mask must be a (batch_size, num_utterances) tensor from the TCMP processor")
         utterance_mask = utterance_mask.bool()
         if utterance_mask.shape[1] > 1 and (utterance_mask[:, 1:] & ~utterance_mask[:, :-1]).any():
             raise ValueError("utterance_mask must be left-aligned: real utterances first, padding after")
+        if use_cache and not utterance_mask.all():
+            raise ValueError(
+                "use_cache=True needs every utterance slot real (the same number of new utterances in each row): "
+                "continue dialogues of different lengths in separate calls"
+            )
         num_real = int(utterance_mask.sum())
         inputs = {
             "input_ids": input_ids,
@@ -540,8 +686,45 @@ class TCMPModel(TCMPPreTrainedModel):
         return utterance_mask
 
 
+def _next_stream_state(context, context_states, past, memory, window) -> TCMPStreamState:
+    """A stream's state after the new utterances (every slot real): GRU states, the last two c, the readable memory."""
+    batch_size, _, hidden_size = context.shape
+    if past is None:
+        past = TCMPStreamState.empty(batch_size, hidden_size, context.device, context.dtype)
+    if context.shape[1] == 0:
+        return past
+    recent = torch.cat([past.recent_context, context], dim=1)[:, -2:]
+    if memory is None:
+        return TCMPStreamState(context_states[:, -1], recent, past.memory_hidden, past.memory, past.memory_mask)
+    states, positions, memory_hidden = memory
+    if window is not None:
+        states, positions = states[:, -window:], positions[:, -window:]
+    return TCMPStreamState(context_states[:, -1], recent, memory_hidden, states, positions >= 0)
+
+
 def _active_stream_slots(config: TCMPConfig) -> list[int]:
     return [STREAMS.index(s) for s in config.active_streams]
+
+
+def text_audio_matching_loss(text: torch.Tensor, audio: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """
+    (L_t→a + L_a→t) / 2: each utterance's text vector (N, d) must pick its own audio vector (N, d) and vice versa,
+    among the utterances of the same group (window) only.
+    """
+    same_group = groups.unsqueeze(0) == groups.unsqueeze(1)
+    logits = (text @ audio.T).masked_fill(~same_group, torch.finfo(text.dtype).min)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def forthcoming_scores(predicted: torch.Tensor, candidates: torch.Tensor, allowed: torch.BoolTensor) -> torch.Tensor:
+    """Dot products of predictions e_t (P, d) with candidates (C, d); candidates not `allowed` (P, C) get the minimum."""
+    return (predicted @ candidates.T).masked_fill(~allowed, torch.finfo(predicted.dtype).min)
+
+
+def forthcoming_prediction_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of picking the true next utterance (`labels`, indices into the candidates) from `scores`."""
+    return F.cross_entropy(scores, labels)
 
 
 class TCMPForPreTraining(TCMPPreTrainedModel):
@@ -555,22 +738,17 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.LongTensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        input_values: torch.FloatTensor | None = None,
-        audio_attention_mask: torch.LongTensor | None = None,
-        text_features: torch.FloatTensor | None = None,
-        audio_features: torch.FloatTensor | None = None,
         dialogue_ids: torch.LongTensor | None = None,
         negative_input_ids: torch.LongTensor | None = None,
         negative_attention_mask: torch.LongTensor | None = None,
         negative_token_type_ids: torch.LongTensor | None = None,
         negative_input_values: torch.FloatTensor | None = None,
         negative_audio_attention_mask: torch.LongTensor | None = None,
-        **kwargs,
+        **utterance_inputs,
     ) -> TCMPForPreTrainingOutput:
         r"""
+        utterance_mask, **utterance_inputs: as `TCMPModel.forward` (`input_ids`, `attention_mask`,
+            `token_type_ids`, `input_values`, `audio_attention_mask`, `text_features`, `audio_features`).
         dialogue_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Which dialogue each row comes from (two windows of one dialogue never serve as each other's negatives).
             Defaults to one dialogue per row.
@@ -579,19 +757,12 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             candidates, after the other dialogues' utterances of the batch.
         """
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, input_ids, input_values, text_features, audio_features)
-        flat = base.encode_utterances(
-            input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask, text_features, audio_features
-        )
+        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(utterance_inputs))
+        flat = base.encode_utterances(**utterance_inputs)
         outputs = base.dialogue_forward(flat, utterance_mask)
         batch_size, length = utterance_mask.shape
-        device = utterance_mask.device
         if dialogue_ids is None:
-            dialogue_ids = torch.arange(batch_size, device=device)
-        row_grid = torch.arange(batch_size, device=device).unsqueeze(1).expand(batch_size, length)
-        row_of_utterance = row_grid[utterance_mask]
-        utterance_dialogue = dialogue_ids[row_of_utterance]
-
+            dialogue_ids = torch.arange(batch_size, device=utterance_mask.device)
         negatives = {}
         if negative_input_ids is not None or negative_input_values is not None:
             negatives = base.encode_utterances(
@@ -601,23 +772,22 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
                 negative_input_values,
                 negative_audio_attention_mask,
             )
-
+        row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
+            utterance_mask.sum(dim=1)
+        )
         matching_loss = None
         if "text" in flat and "audio" in flat:
-            same_dialogue = row_of_utterance.unsqueeze(0) == row_of_utterance.unsqueeze(1)
-            logits = (flat["text"] @ flat["audio"].T).masked_fill(~same_dialogue, torch.finfo(flat["text"].dtype).min)
-            target = torch.arange(logits.shape[0], device=device)
-            matching_loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            matching_loss = text_audio_matching_loss(flat["text"], flat["audio"], row_of_utterance)
 
+        prediction_mask = utterance_mask & (torch.arange(length, device=utterance_mask.device) >= 2)
         flat_index = torch.cumsum(utterance_mask.reshape(-1).long(), 0).reshape(batch_size, length) - 1
-        predicted_slots = utterance_mask & (torch.arange(length, device=device).unsqueeze(0) >= 2)
-        prediction_labels = flat_index[predicted_slots]
-        prediction_dialogue = dialogue_ids[row_grid[predicted_slots]]
-        predicted = outputs.forthcoming_embeds[:, :length][predicted_slots]
-
-        num_utterances = row_of_utterance.shape[0]
-        num_candidates = num_utterances + (next(iter(negatives.values())).shape[0] if negatives else 0)
-        allowed = self._candidate_mask(prediction_labels, prediction_dialogue, utterance_dialogue, num_candidates)
+        prediction_labels = flat_index[prediction_mask]
+        prediction_dialogue = dialogue_ids.unsqueeze(1).expand(batch_size, length)[prediction_mask]
+        predicted = outputs.forthcoming_embeds[:, :length][prediction_mask]
+        num_candidates = row_of_utterance.shape[0] + (next(iter(negatives.values())).shape[0] if negatives else 0)
+        allowed = self._candidate_mask(
+            prediction_labels, prediction_dialogue, dialogue_ids[row_of_utterance], num_candidates
+        )
 
         losses, scores, targets = {}, [], []
         for slot, stream in enumerate(STREAMS):
@@ -626,19 +796,16 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
                 targets.append(predicted.new_zeros(predicted.shape[0], predicted.shape[-1]))
                 continue
             candidates = flat[stream] if stream not in negatives else torch.cat([flat[stream], negatives[stream]])
-            stream_scores = predicted[:, slot] @ candidates.T
-            stream_scores = stream_scores.masked_fill(~allowed, torch.finfo(stream_scores.dtype).min)
-            scores.append(stream_scores)
+            scores.append(forthcoming_scores(predicted[:, slot], candidates, allowed))
             targets.append(flat[stream][prediction_labels])
             if stream in self.config.active_streams and prediction_labels.numel() > 0:
-                losses[stream] = F.cross_entropy(stream_scores, prediction_labels)
+                losses[stream] = forthcoming_prediction_loss(scores[-1], prediction_labels)
 
         loss_terms = [torch.stack(list(losses.values())).mean()] if losses else []
         if matching_loss is not None:
             loss_terms.append(matching_loss)
-        loss = torch.stack(loss_terms).sum() if loss_terms else None
         return TCMPForPreTrainingOutput(
-            loss=loss,
+            loss=torch.stack(loss_terms).sum() if loss_terms else None,
             matching_loss=matching_loss,
             text_prediction_loss=losses.get("text"),
             audio_prediction_loss=losses.get("audio"),
@@ -648,6 +815,7 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             predicted_embeds=predicted,
             target_embeds=torch.stack(targets, dim=1),
             prediction_dialogue_ids=prediction_dialogue,
+            prediction_mask=prediction_mask,
         )
 
     def _candidate_mask(self, labels, prediction_dialogue, utterance_dialogue, num_candidates) -> torch.BoolTensor:
@@ -663,6 +831,12 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         allowed = negative.clone()
         allowed[torch.arange(labels.shape[0], device=labels.device), labels] = True
         return allowed
+
+
+def _counted_inputs(utterance_inputs: dict) -> dict:
+    """The inputs whose rows `_check_utterance_mask` counts against the real utterances."""
+    names = ("input_ids", "input_values", "text_features", "audio_features")
+    return {name: utterance_inputs.get(name) for name in names}
 
 
 class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
@@ -697,40 +871,30 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.LongTensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        input_values: torch.FloatTensor | None = None,
-        audio_attention_mask: torch.LongTensor | None = None,
-        text_features: torch.FloatTensor | None = None,
-        audio_features: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        past_state: TCMPDialogueState | None = None,
+        use_cache: bool = False,
+        **utterance_inputs,
     ) -> TCMPPreRecognitionOutput:
         r"""
-        utterance_mask (`(batch_size, num_utterances)`): the context utterances of each sample (at least one). The
-            target utterance is never an input: the model predicts the emotion of the utterance after the context.
+        utterance_mask (`(batch_size, num_utterances)`), **utterance_inputs: the context utterances of each sample,
+            as `TCMPModel.forward`. The target utterance is never an input: the model predicts the emotion of the
+            utterance after the context.
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the target utterance's emotion id.
+        past_state, use_cache: continue dialogues from an earlier call's state, or return their state after the
+            given utterances (as `TCMPModel.forward`; the streaming predictor passes one utterance at a time).
         """
-        utterance_mask = self.tcmp._check_utterance_mask(
-            utterance_mask, input_ids, input_values, text_features, audio_features
-        )
+        base = self.tcmp
+        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(utterance_inputs), use_cache=use_cache)
         lengths = utterance_mask.sum(dim=1)
-        if (lengths == 0).any():
-            empty = int((lengths == 0).nonzero()[0])
+        seen = lengths if past_state is None else lengths + past_state.num_utterances
+        if (seen == 0).any():
+            empty = int((seen == 0).nonzero()[0])
             raise ValueError(
                 f"sample {empty} of the batch has an empty context: pre-recognition needs at least one earlier utterance"
             )
-        outputs = self.tcmp(
-            utterance_mask=utterance_mask,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            input_values=input_values,
-            audio_attention_mask=audio_attention_mask,
-            text_features=text_features,
-            audio_features=audio_features,
-        )
+        flat = base.encode_utterances(**utterance_inputs)
+        outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
@@ -739,7 +903,9 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             if self.config.class_weights is not None:
                 weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
             loss = F.cross_entropy(logits, labels, weight=weight)
-        return TCMPPreRecognitionOutput(loss=loss, logits=logits, forthcoming_embeds=forthcoming)
+        return TCMPPreRecognitionOutput(
+            loss=loss, logits=logits, forthcoming_embeds=forthcoming, past_state=outputs.past_state
+        )
 
 
 __all__ = [
@@ -750,5 +916,9 @@ __all__ = [
     "TCMPModelOutput",
     "TCMPForPreTrainingOutput",
     "TCMPPreRecognitionOutput",
+    "TCMPDialogueState",
+    "TCMPStreamState",
     "masked_max_mean_pool",
+    "text_audio_matching_loss",
+    "forthcoming_prediction_loss",
 ]

@@ -4,8 +4,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .configuration_tcmp import STREAMS
-from .modeling_tcmp import TCMPForEmotionPreRecognition
+from .modeling_tcmp import TCMPDialogueState, TCMPForEmotionPreRecognition, TCMPStreamState
 from .processing_tcmp import TCMPProcessor
 
 
@@ -60,9 +59,10 @@ class StreamingPreRecognizer:
     r"""
     Predicts the next utterance's emotion while a conversation runs, for any number of conversations ("sessions").
 
-    Each new utterance goes through the processor and the encoders alone; then, per stream, one step of the context
-    GRU (and its dense layer), one step of the memory GRU and one attention read give e_{n} — exactly what
-    `TCMPForEmotionPreRecognition` computes from the whole dialogue so far (same modules, same weights).
+    Each new utterance goes through the processor and the encoders alone; then the model continues each session
+    from its state (`past_state`, `use_cache=True`: per stream, one step of the context GRU, one of the memory GRU and
+    one attention read) and gives e_{n} — exactly what `TCMPForEmotionPreRecognition` computes from the whole
+    dialogue so far, through the same forward pass.
 
     Bounded memory: the predictor for position n attends over the memory states h_j with n-3-W < j ≤ n-3
     (W = `config.attention_window`) and its query reads c_{n-1} and c_{n-2}; nothing older is ever read. So a session
@@ -125,74 +125,53 @@ class StreamingPreRecognizer:
             dialogue_names=[f"session {n!r}" for n in names],
         )
         device = self.model.device
-        vectors = self.model.tcmp.encode_utterances(
-            **{k: v.to(device) for k, v in batch.items() if k != "utterance_mask"}
+        outputs = self.model(
+            **{k: v.to(device) for k, v in batch.items()}, past_state=self._past_state(names), use_cache=True
         )
-        states = [self._session(name, vectors) for name in names]
-        reference = next(iter(vectors.values()))
-        forthcoming = reference.new_zeros(len(names), len(STREAMS), reference.shape[-1])
+        for row, name in enumerate(names):
+            self.sessions[name] = self._session_state(outputs.past_state, row)
+        return {name: self._prediction(row) for name, row in zip(names, outputs.logits)}
+
+    def _past_state(self, names: list[str]) -> TCMPDialogueState:
+        """The sessions' states as one batch for the model (a new session starts from zeros, as a dialogue does)."""
+        parameter = next(self.model.parameters())
+        hidden_size, device, dtype = self.config.hidden_size, parameter.device, parameter.dtype
+        sessions = [self.sessions.get(name) for name in names]
+        streams = {}
         for stream in self.config.active_streams:
-            forthcoming[:, STREAMS.index(stream)] = self._step(
-                stream, [s.streams[stream] for s in states], [s.turns for s in states], vectors[stream]
+            states = [
+                StreamState.empty(hidden_size, device, dtype) if s is None else s.streams[stream] for s in sessions
+            ]
+            width = max(state.memory.shape[0] for state in states)
+            memory = torch.zeros(len(states), width, hidden_size, device=device, dtype=dtype)
+            memory_mask = torch.zeros(len(states), width, dtype=torch.bool, device=device)
+            for row, state in enumerate(states):
+                kept = state.memory.shape[0]
+                memory[row, width - kept :] = state.memory
+                memory_mask[row, width - kept :] = True
+            streams[stream] = TCMPStreamState(
+                context_hidden=torch.stack([state.context_hidden for state in states]),
+                recent_context=torch.stack([state.recent_context for state in states]),
+                memory_hidden=torch.stack([state.memory_hidden for state in states]),
+                memory=memory,
+                memory_mask=memory_mask,
             )
-        for state in states:
-            state.turns += 1
-        _, logits = self.model.classify(forthcoming)
-        return {name: self._prediction(row) for name, row in zip(names, logits)}
-
-    def _session(self, name: str, vectors: dict[str, torch.Tensor]) -> SessionState:
-        if name not in self.sessions:
-            reference = next(iter(vectors.values()))
-            hidden, device, dtype = reference.shape[-1], reference.device, reference.dtype
-            streams = {s: StreamState.empty(hidden, device, dtype) for s in self.config.active_streams}
-            self.sessions[name] = SessionState(streams=streams)
-        return self.sessions[name]
-
-    def _step(self, stream: str, states: list[StreamState], turns: list[int], vectors: torch.Tensor) -> torch.Tensor:
-        """Utterance n of each session (n = `turns`) → e_{n+1} of this stream, updating the states in place."""
-        context_module = self.model.tcmp.context[stream]
-        predictor = self.model.tcmp.predictor[stream]
-        hidden = torch.stack([s.context_hidden for s in states]).unsqueeze(0)
-        context, hidden = context_module.advance(vectors.unsqueeze(1), hidden)
-        context = context[:, 0]
-        if not self.config.no_context:
-            self._advance_memory(predictor, states, turns)
-        for i, state in enumerate(states):
-            state.context_hidden = hidden[0, i]
-            state.recent_context = torch.stack([state.recent_context[1], context[i]])
-        recent = torch.stack([s.recent_context for s in states])
-        query = predictor.make_query(recent[:, 1:2], recent[:, 0:1])
-        memory, allowed = self._memory_batch(states)
-        return predictor.predict(query, memory, allowed)[:, 0]
-
-    def _advance_memory(self, predictor, states: list[StreamState], turns: list[int]):
-        """h_{n-2} = memory GRU step on c_{n-2}: the state the prediction for position n+1 may read last."""
-        ready = [i for i, n in enumerate(turns) if n >= 2]
-        if not ready:
-            return
-        inputs = torch.stack([states[i].recent_context[0] for i in ready]).unsqueeze(1)
-        hidden = torch.stack([states[i].memory_hidden for i in ready]).unsqueeze(0)
-        memory, hidden = predictor.memory_gru(inputs, hidden)
-        window = self.config.attention_window
-        for row, i in enumerate(ready):
-            state = states[i]
-            state.memory_hidden = hidden[0, row]
-            state.memory = torch.cat([state.memory, memory[row]])
-            if window is not None:
-                state.memory = state.memory[-window:]
+        turns = torch.tensor([0 if s is None else s.turns for s in sessions], device=device)
+        return TCMPDialogueState(num_utterances=turns, streams=streams)
 
     @staticmethod
-    def _memory_batch(states: list[StreamState]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The sessions' memories padded to one length, with a (S, 1, M) mask of the real states."""
-        length = max(s.memory.shape[0] for s in states)
-        if length == 0:
-            return None, None
-        memory = states[0].memory.new_zeros(len(states), length, states[0].memory.shape[-1])
-        allowed = torch.zeros(len(states), 1, length, dtype=torch.bool, device=memory.device)
-        for i, state in enumerate(states):
-            memory[i, : state.memory.shape[0]] = state.memory
-            allowed[i, 0, : state.memory.shape[0]] = True
-        return memory, allowed
+    def _session_state(state: TCMPDialogueState, row: int) -> SessionState:
+        """Row `row` of the model's batched state, keeping only its real memory states."""
+        streams = {
+            stream: StreamState(
+                context_hidden=s.context_hidden[row],
+                recent_context=s.recent_context[row],
+                memory_hidden=s.memory_hidden[row],
+                memory=s.memory[row][s.memory_mask[row]],
+            )
+            for stream, s in state.streams.items()
+        }
+        return SessionState(turns=int(state.num_utterances[row]), streams=streams)
 
     def _prediction(self, logits: torch.Tensor) -> NextEmotion:
         probabilities = logits.softmax(-1).tolist()

@@ -433,17 +433,13 @@ class TCMPPreTrainer(TCMPTrainer):
         loss = None if outputs.loss is None else outputs.loss.detach()
         if prediction_loss_only:
             return loss, None, None
-        mask = inputs["utterance_mask"].bool()
-        predicted_utterances = torch.zeros(int(mask.sum()), dtype=torch.bool, device=mask.device)
-        predicted_utterances[outputs.prediction_labels] = True
-        slots = torch.zeros_like(mask)
-        slots[mask] = predicted_utterances
-        grid_shape = (*mask.shape, *outputs.predicted_embeds.shape[1:])
+        slots = outputs.prediction_mask
+        grid_shape = (*slots.shape, *outputs.predicted_embeds.shape[1:])
         predicted = outputs.predicted_embeds.new_zeros(grid_shape)
         predicted[slots] = outputs.predicted_embeds
         target = outputs.target_embeds.new_zeros(grid_shape)
         target[slots] = outputs.target_embeds
-        groups = torch.full(mask.shape, -100, dtype=torch.long, device=mask.device)
+        groups = torch.full(slots.shape, -100, dtype=torch.long, device=slots.device)
         groups[slots] = outputs.prediction_dialogue_ids
         return loss, (predicted, target), groups
 

@@ -5,7 +5,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from tcmp import TCMPConfig, TCMPForEmotionPreRecognition, TCMPForPreTraining, TCMPModel
-from tcmp.modeling_tcmp import masked_max_mean_pool
+from tcmp.modeling_tcmp import masked_max_mean_pool, text_audio_matching_loss
 from tcmp.presets import tiny_config
 
 from .conftest import random_dialogues
@@ -306,8 +306,8 @@ def test_frozen_encoders_stay_fixed_and_precomputed_features_give_the_same_resul
     assert model.tcmp.text_model.embeddings.word_embeddings.weight.grad is None
     assert model.tcmp.text_projection.dense.weight.grad is not None
     features = {
-        "text_features": model.tcmp.text_features(batch["input_ids"], batch["attention_mask"]),
-        "audio_features": model.tcmp.audio_features(batch["input_values"], batch["audio_attention_mask"]),
+        "text_features": model.tcmp.pooled_text_features(batch["input_ids"], batch["attention_mask"]),
+        "audio_features": model.tcmp.pooled_audio_features(batch["input_values"], batch["audio_attention_mask"]),
     }
     torch.manual_seed(1)
     cached = model(utterance_mask=batch["utterance_mask"], **features)
@@ -315,3 +315,42 @@ def test_frozen_encoders_stay_fixed_and_precomputed_features_give_the_same_resul
     model.tcmp.set_encoders_frozen(False)
     model.train()
     assert model.tcmp.text_model.training and model.config.freeze_encoders is False
+
+
+def test_fused_is_the_paper_text2audio_stream(tokenizer):
+    paper = tiny_config(len(tokenizer), modality="text2audio", num_labels=3)
+    alias = tiny_config(len(tokenizer), modality="fused", num_labels=3)
+    assert paper.active_streams == alias.active_streams == ("fused",)
+
+
+def test_continuing_from_past_state_equals_the_whole_dialogue(tokenizer, processor):
+    """The step API: a dialogue fed in pieces (1, 3, then 2 utterances) through `past_state` gives the same e_t."""
+    model = TCMPModel(tiny_config(len(tokenizer), dropout=0.0, attention_window=2)).eval()
+    dialogue = random_dialogues(7, [6])[0]
+    with torch.no_grad():
+        whole = model(**processor([dialogue])).forthcoming_embeds[0]
+        state, pieces = None, []
+        for start, end in ((0, 1), (1, 4), (4, 6)):
+            out = model(**processor([dialogue[start:end]]), past_state=state, use_cache=True)
+            pieces.append(out.forthcoming_embeds[0] if state is None else out.forthcoming_embeds[0, 1:])
+            state = out.past_state
+    torch.testing.assert_close(torch.cat(pieces), whole, rtol=1e-4, atol=1e-5)
+    assert state.num_utterances.tolist() == [6]
+    assert state.streams["text"].memory.shape[1] == 2  # the window: h_2, h_3 are what position 6 may read
+
+
+def test_use_cache_refuses_padded_rows(tokenizer, processor):
+    model = TCMPModel(tiny_config(len(tokenizer))).eval()
+    with pytest.raises(ValueError, match="use_cache=True needs every utterance slot real"):
+        model(**processor(random_dialogues(8, [3, 2])), use_cache=True)
+
+
+def test_matching_loss_is_clip_symmetric_cross_entropy_within_groups():
+    text, audio = torch.randn(5, 4), torch.randn(5, 4)
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    first = torch.nn.functional.cross_entropy(text[:3] @ audio[:3].T, torch.arange(3))
+    first_t = torch.nn.functional.cross_entropy(audio[:3] @ text[:3].T, torch.arange(3))
+    second = torch.nn.functional.cross_entropy(text[3:] @ audio[3:].T, torch.arange(2))
+    second_t = torch.nn.functional.cross_entropy(audio[3:] @ text[3:].T, torch.arange(2))
+    expected = ((3 * first + 2 * second) / 5 + (3 * first_t + 2 * second_t) / 5) / 2
+    torch.testing.assert_close(text_audio_matching_loss(text, audio, groups), expected)

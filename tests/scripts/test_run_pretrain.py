@@ -108,6 +108,6 @@ def test_cached_feature_windows_hold_the_features_of_the_window_utterances(tmp_p
     batch = collator([item])
     encoded = processor([[{"text": text} for text in item["text"]]])
     with torch.no_grad():
-        expected = model.tcmp.text_features(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
+        expected = model.tcmp.pooled_text_features(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
     assert batch["utterance_mask"].sum() == len(item["text"])
     torch.testing.assert_close(batch["text_features"], expected, rtol=1e-4, atol=1e-5)
