@@ -50,6 +50,11 @@ class TCMPConfig(PreTrainedConfig):
         fastest there in `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16: its convolutional front
         end is memory-bound on wide batches) and in one pass on accelerators; the text encoder in one pass (short
         texts; wider batches measured faster).
+    gather_negatives (`bool`, defaults to `True`):
+        Under torch.distributed with several processes (DDP, FSDP), pre-training scores each process's predictions
+        against the utterances of every process (gathered with their gradients), not only its own batch's: more
+        processes, more negatives. The losses are scaled so that the averaged gradients equal those of one process
+        given the union of the batches. No effect in a single process.
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -80,6 +85,7 @@ class TCMPConfig(PreTrainedConfig):
     freeze_encoders: bool = False
     freeze_feature_encoder: bool = False
     encoder_chunk_size: int | Literal["auto"] | None = "auto"
+    gather_negatives: bool = True
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):

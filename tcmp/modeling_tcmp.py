@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
@@ -706,15 +707,19 @@ def _active_stream_slots(config: TCMPConfig) -> list[int]:
     return [STREAMS.index(s) for s in config.active_streams]
 
 
-def text_audio_matching_loss(text: torch.Tensor, audio: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def text_audio_matching_loss(
+    text: torch.Tensor, audio: torch.Tensor, groups: torch.Tensor, normalizer: float | None = None
+) -> torch.Tensor:
     """
     (L_t→a + L_a→t) / 2: each utterance's text vector (N, d) must pick its own audio vector (N, d) and vice versa,
-    among the utterances of the same group (window) only.
+    among the utterances of the same group (window) only. Summed and divided by `normalizer` (default N: the mean;
+    across W processes, their total number of utterances / W, so that averaging their gradients gives the mean).
     """
     same_group = groups.unsqueeze(0) == groups.unsqueeze(1)
     logits = (text @ audio.T).masked_fill(~same_group, torch.finfo(text.dtype).min)
     target = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    both = F.cross_entropy(logits, target, reduction="sum") + F.cross_entropy(logits.T, target, reduction="sum")
+    return both / 2 / (logits.shape[0] if normalizer is None else normalizer)
 
 
 def forthcoming_scores(predicted: torch.Tensor, candidates: torch.Tensor, allowed: torch.BoolTensor) -> torch.Tensor:
@@ -722,9 +727,14 @@ def forthcoming_scores(predicted: torch.Tensor, candidates: torch.Tensor, allowe
     return (predicted @ candidates.T).masked_fill(~allowed, torch.finfo(predicted.dtype).min)
 
 
-def forthcoming_prediction_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of picking the true next utterance (`labels`, indices into the candidates) from `scores`."""
-    return F.cross_entropy(scores, labels)
+def forthcoming_prediction_loss(
+    scores: torch.Tensor, labels: torch.Tensor, normalizer: float | None = None
+) -> torch.Tensor:
+    """
+    Cross-entropy of picking the true next utterance (`labels`, indices into the candidates) from `scores`, summed
+    and divided by `normalizer` (default: the number of predictions; see `text_audio_matching_loss`).
+    """
+    return F.cross_entropy(scores, labels, reduction="sum") / (labels.shape[0] if normalizer is None else normalizer)
 
 
 class TCMPForPreTraining(TCMPPreTrainedModel):
@@ -775,31 +785,50 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
         )
+        world_size = _gathering_world_size(self.config)
+        if world_size > 1 and dialogue_ids is None:
+            raise ValueError("gathering negatives across processes needs dialogue_ids that are unique across them")
+        if dialogue_ids is None:
+            dialogue_ids = torch.arange(batch_size, device=utterance_mask.device)
+        negatives = {}
+        if negative_input_ids is not None or negative_input_values is not None:
+            negatives = base.encode_utterances(
+                negative_input_ids,
+                negative_attention_mask,
+                negative_token_type_ids,
+                negative_input_values,
+                negative_audio_attention_mask,
+            )
         matching_loss = None
         if "text" in flat and "audio" in flat:
-            matching_loss = text_audio_matching_loss(flat["text"], flat["audio"], row_of_utterance)
+            num_matched = _global_count(row_of_utterance.shape[0], world_size, utterance_mask.device)
+            matching_loss = text_audio_matching_loss(
+                flat["text"], flat["audio"], row_of_utterance, num_matched / world_size
+            )
 
         prediction_mask = utterance_mask & (torch.arange(length, device=utterance_mask.device) >= 2)
         flat_index = torch.cumsum(utterance_mask.reshape(-1).long(), 0).reshape(batch_size, length) - 1
         prediction_labels = flat_index[prediction_mask]
         prediction_dialogue = dialogue_ids.unsqueeze(1).expand(batch_size, length)[prediction_mask]
         predicted = outputs.forthcoming_embeds[:, :length][prediction_mask]
-        num_candidates = row_of_utterance.shape[0] + (next(iter(negatives.values())).shape[0] if negatives else 0)
-        allowed = self._candidate_mask(
-            prediction_labels, prediction_dialogue, dialogue_ids[row_of_utterance], num_candidates
+        num_predictions = _global_count(prediction_labels.shape[0], world_size, utterance_mask.device)
+        candidates, candidate_dialogue, label_offset = _candidate_pool(
+            flat, negatives, dialogue_ids[row_of_utterance], world_size
         )
+        allowed = self._candidate_mask(prediction_labels + label_offset, prediction_dialogue, candidate_dialogue)
 
         losses, scores, targets = {}, [], []
         for slot, stream in enumerate(STREAMS):
             if stream not in flat:
-                scores.append(predicted.new_zeros(predicted.shape[0], num_candidates))
+                scores.append(predicted.new_zeros(predicted.shape[0], candidate_dialogue.shape[0]))
                 targets.append(predicted.new_zeros(predicted.shape[0], predicted.shape[-1]))
                 continue
-            candidates = flat[stream] if stream not in negatives else torch.cat([flat[stream], negatives[stream]])
-            scores.append(forthcoming_scores(predicted[:, slot], candidates, allowed))
+            scores.append(forthcoming_scores(predicted[:, slot], candidates[stream], allowed))
             targets.append(flat[stream][prediction_labels])
-            if stream in self.config.active_streams and prediction_labels.numel() > 0:
-                losses[stream] = forthcoming_prediction_loss(scores[-1], prediction_labels)
+            if stream in self.config.active_streams and num_predictions > 0:
+                losses[stream] = forthcoming_prediction_loss(
+                    scores[-1], prediction_labels + label_offset, num_predictions / world_size
+                )
 
         loss_terms = [torch.stack(list(losses.values())).mean()] if losses else []
         if matching_loss is not None:
@@ -811,12 +840,91 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             audio_prediction_loss=losses.get("audio"),
             fused_prediction_loss=losses.get("fused"),
             prediction_scores=torch.stack(scores, dim=1),
-            prediction_labels=prediction_labels,
+            prediction_labels=prediction_labels + label_offset,
             predicted_embeds=predicted,
             target_embeds=torch.stack(targets, dim=1),
             prediction_dialogue_ids=prediction_dialogue,
             prediction_mask=prediction_mask,
         )
+
+    def _candidate_mask(self, labels, prediction_dialogue, candidate_dialogue) -> torch.BoolTensor:
+        """
+        The true utterance, every utterance of another dialogue and every extra negative (optionally sampled);
+        `candidate_dialogue` holds -1 for an extra negative and -2 for padding (never allowed).
+        """
+        negative = (prediction_dialogue.unsqueeze(1) != candidate_dialogue.unsqueeze(0)) & (candidate_dialogue != -2)
+        if self.config.num_negatives is not None:
+            draw = torch.rand(negative.shape, device=labels.device).masked_fill(~negative, -1.0)
+            keep = min(self.config.num_negatives, negative.shape[1])
+            chosen = torch.zeros_like(negative).scatter_(1, draw.topk(keep, dim=1).indices, True)
+            negative = negative & chosen
+        allowed = negative.clone()
+        allowed[torch.arange(labels.shape[0], device=labels.device), labels] = True
+        return allowed
+
+
+def _gathering_world_size(config: TCMPConfig) -> int:
+    """Processes whose utterances serve as candidates: all of them with `gather_negatives` under torch.distributed."""
+    if config.gather_negatives and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _global_count(count: int, world_size: int, device) -> int:
+    """`count` summed over the processes (the normaliser of a loss averaged over all of them)."""
+    if world_size == 1:
+        return count
+    total = torch.tensor([count], device=device)
+    dist.all_reduce(total)
+    return int(total)
+
+
+def _gather_rows(tensor: torch.Tensor, world_size: int, fill: float = 0) -> torch.Tensor:
+    """Every process's rows, each process's block padded to the longest with `fill`; gradients flow back."""
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size)]
+    dist.all_gather(sizes, size)
+    longest = int(max(sizes))
+    padded = torch.cat([tensor, tensor.new_full((longest - tensor.shape[0], *tensor.shape[1:]), fill)])
+    return _AllGather.apply(padded)
+
+
+class _AllGather(torch.autograd.Function):
+    """All processes' equal-sized blocks, concatenated; each block's gradient is summed over the processes' losses."""
+
+    @staticmethod
+    def forward(ctx, block: torch.Tensor) -> torch.Tensor:
+        blocks = [torch.empty_like(block) for _ in range(dist.get_world_size())]
+        dist.all_gather(blocks, block.contiguous())
+        return torch.cat(blocks)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        gradient = gradient.contiguous()
+        dist.all_reduce(gradient)
+        return gradient.chunk(dist.get_world_size())[dist.get_rank()]
+
+
+def _candidate_pool(flat: dict, negatives: dict, utterance_dialogue: torch.Tensor, world_size: int):
+    """
+    The forthcoming-prediction candidates per stream: the batch's utterances, then the extra negatives — every
+    process's when `world_size` > 1 (open_clip's gather design: each process scores its own predictions against
+    all). Returns them, their dialogue ids (-1: extra negative, -2: padding) and where this process's utterances start.
+    """
+    extra_dialogue = torch.full(
+        (next(iter(negatives.values())).shape[0] if negatives else 0,), -1, device=utterance_dialogue.device
+    )
+    if world_size == 1:
+        candidates = {s: torch.cat([v, negatives[s]]) if s in negatives else v for s, v in flat.items()}
+        return candidates, torch.cat([utterance_dialogue, extra_dialogue]), 0
+    dialogue = _gather_rows(utterance_dialogue, world_size, fill=-2)
+    label_offset = dist.get_rank() * (dialogue.shape[0] // world_size)
+    candidates = {s: _gather_rows(v, world_size) for s, v in flat.items()}
+    if negatives:
+        extra_dialogue = _gather_rows(extra_dialogue, world_size, fill=-2)
+        candidates = {s: torch.cat([v, _gather_rows(negatives[s], world_size)]) for s, v in candidates.items()}
+    return candidates, torch.cat([dialogue, extra_dialogue]), label_offset
+
 
     def _candidate_mask(self, labels, prediction_dialogue, utterance_dialogue, num_candidates) -> torch.BoolTensor:
         """The true utterance, every utterance of another dialogue and every extra negative (optionally sampled)."""
