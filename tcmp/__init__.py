@@ -4,7 +4,11 @@ Importing `tcmp` registers the config, models and processor with the Transformer
 `"emotion-pre-recognition"` pipeline task.
 """
 
-from transformers import (
+from .threads import limit_torch_threads, prefer_passive_openmp
+
+prefer_passive_openmp()  # before transformers loads torch and its OpenMP runtime
+
+from transformers import (  # noqa: E402
     AutoConfig,
     AutoModel,
     AutoModelForPreTraining,
@@ -30,6 +34,8 @@ from .streaming import NextEmotion, StreamingPreRecognizer
 
 
 __version__ = "0.1.0"
+
+limit_torch_threads()
 
 AUTO_CLASSES = {
     TCMPModel: AutoModel,

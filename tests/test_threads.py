@@ -1,0 +1,66 @@
+"""Thread choice: OpenMP waits passively and the thread count follows affinity and the cgroup CPU quota."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tcmp import threads
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_quota_is_read_from_v1_and_v2_files(tmp_path, files, expected):
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    assert threads.cgroup_cpu_limit(str(tmp_path)) == expected
+
+
+def test_usable_cpus_is_the_affinity_capped_by_the_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert threads.usable_cpus(str(tmp_path)) == 4
+    write(tmp_path / "cpu.max", "150000 100000\n")
+    assert threads.usable_cpus(str(tmp_path)) == 2
+    write(tmp_path / "cpu.max", "10000 100000\n")
+    assert threads.usable_cpus(str(tmp_path)) == 1
+
+
+def run_python(code: str, **env) -> str:
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_import_tcmp_sets_passive_waits_and_usable_threads_unless_the_user_chose():
+    code = "import os, tcmp, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
+    assert run_python(code) == f"PASSIVE {min(threads.usable_cpus(), os.cpu_count())}"
+    assert run_python(code, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="1") == "ACTIVE 1"
+
+
+def test_thread_count_is_lowered_to_the_quota(tmp_path, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cpus", lambda root="/sys/fs/cgroup": 1)
+    torch.set_num_threads(2)
+    try:
+        assert threads.limit_torch_threads() == 1
+    finally:
+        torch.set_num_threads(before)
