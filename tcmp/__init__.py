@@ -14,8 +14,8 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_tcmp import TCMPConfig
+from .errors import ArgumentsError, CheckpointError, DataError, PreflightError, TCMPInputError
 from .modeling_tcmp import (
-    CheckpointError,
     TCMPForEmotionPreRecognition,
     TCMPForPreTraining,
     TCMPForPreTrainingOutput,
@@ -25,7 +25,7 @@ from .modeling_tcmp import (
     TCMPPreTrainedModel,
 )
 from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline
-from .processing_tcmp import TCMPInputError, TCMPProcessor
+from .processing_tcmp import TCMPProcessor
 from .streaming import NextEmotion, StreamingPreRecognizer
 
 
@@ -60,6 +60,9 @@ __all__ = [
     "TCMPProcessor",
     "TCMPInputError",
     "CheckpointError",
+    "ArgumentsError",
+    "PreflightError",
+    "DataError",
     "StreamingPreRecognizer",
     "NextEmotion",
     "EmotionPreRecognitionPipeline",

@@ -110,16 +110,10 @@ class TCMPConfig(PreTrainedConfig):
     def has_audio(self) -> bool:
         return self.audio_config is not None
 
-    def check_utterance(self, utterance, where: str) -> None:
-        """Refuse, naming `where`, an utterance that is not a dict or lacks a modality this model encodes."""
-        if not isinstance(utterance, dict) or (utterance.get("text") is None and utterance.get("audio") is None):
-            raise ValueError(f"{where}: the utterance needs 'text' and/or 'audio'")
-        needed = [name for name, has in (("text", self.has_text), ("audio", self.has_audio)) if has]
-        missing = [name for name in needed if utterance.get(name) is None]
-        if missing:
-            raise ValueError(
-                f"{where}: this model encodes {' and '.join(needed)}; the utterance has no {' and no '.join(missing)}"
-            )
+    @property
+    def input_modalities(self) -> tuple[str, ...]:
+        """The modalities the encoders read: "text" and/or "audio"."""
+        return tuple(name for name, present in (("text", self.has_text), ("audio", self.has_audio)) if present)
 
     @property
     def available_streams(self) -> tuple[str, ...]:

@@ -12,8 +12,8 @@ import shutil
 import sys
 import zipfile
 
-from .data.errors import DataError
-from .modeling_tcmp import CHECKSUM_FILE, CheckpointError, verify_checksums
+from .checkpoints import CHECKSUM_FILE, verify_checksums
+from .errors import SCRIPT_ERRORS, CheckpointError, DiskSpaceError, PreflightError
 
 
 logger = logging.getLogger(__name__)
@@ -22,14 +22,6 @@ GB = 1024**3
 TRAINER_STATE = "trainer_state.json"
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
 """Files the Trainer saves with `torch.save` (zip archives) in a one-process checkpoint."""
-
-
-class PreflightError(RuntimeError):
-    """A run that would fail later (unwritable folder, full disk, broken checkpoint); the message names the folder."""
-
-
-class ArgumentsError(ValueError):
-    """A flag with a bad value, or flags that contradict each other; the message names the flag."""
 
 
 def check_writable(folder: str, purpose: str) -> None:
@@ -45,10 +37,6 @@ def check_writable(folder: str, purpose: str) -> None:
         os.remove(probe)
     except OSError as error:
         raise PreflightError(f"the {purpose} {folder} is not writable: {error.strerror or error}") from None
-
-
-class DiskSpaceError(PreflightError):
-    """The output disk fell below `--min_free_disk_gb` during a run; the message says what was kept and how to go on."""
 
 
 def free_space_problem(folder: str, min_free_gb: float, purpose: str) -> str | None:
@@ -173,11 +161,11 @@ def preflight(args) -> None:
 
 def run_as_script(main) -> None:
     """
-    Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`ArgumentsError`,
-    `PreflightError`, the data module's `DataError`, `CheckpointError`) end the script with that one line and exit
+    Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`tcmp.errors.SCRIPT_ERRORS`:
+    `ArgumentsError`, `PreflightError`, `DataError`, `CheckpointError`) end the script with that one line and exit
     status 1, without a traceback.
     """
     try:
         main()
-    except (ArgumentsError, PreflightError, DataError, CheckpointError) as error:
+    except SCRIPT_ERRORS as error:
         sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")

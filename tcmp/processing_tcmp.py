@@ -9,13 +9,11 @@ from scipy.signal import resample_poly
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .errors import TCMPInputError
+
 
 MIN_AUDIO_SAMPLES = 400
 """Audio shorter than this (one 25 ms frame of the usual speech encoders at 16 kHz) is zero-padded to it."""
-
-
-class TCMPInputError(ValueError):
-    """An utterance the processor cannot turn into model inputs; the message names the dialogue and utterance."""
 
 
 MAX_ABS_SAMPLE = 2.0**31
@@ -115,16 +113,33 @@ def input_samples_needed(output_samples: int, orig_rate: int, target_rate: int) 
     return -(-output_samples * down // up) + filter_reach
 
 
-def _check_text(text, where: str):
-    if not isinstance(text, str):
+def check_utterance(utterance, where: str, modalities: tuple[str, ...] | None = None) -> None:
+    """
+    Refuse, naming `where`, an utterance that is not a dict, has neither text nor audio, or has text that is not a
+    valid Unicode str; with `modalities` (those a model encodes, `TCMPConfig.input_modalities`), one that lacks any.
+    """
+    if not isinstance(utterance, dict):
+        raise TCMPInputError(f"{where}: expected a dict with 'text' and/or 'audio', got {type(utterance)}")
+    text = utterance.get("text")
+    if text is None and utterance.get("audio") is None:
+        raise TCMPInputError(
+            f"{where} has neither text nor audio" if modalities is None
+            else f"{where}: the utterance needs 'text' and/or 'audio'"
+        )
+    if text is not None and not isinstance(text, str):
         raise TCMPInputError(f"{where}: text must be a str, got {type(text).__name__}")
     try:
-        text.encode("utf-8")
+        (text or "").encode("utf-8")
     except UnicodeEncodeError as error:
         raise TCMPInputError(
             f"{where}: text is not valid Unicode ({error.reason} {text[error.start:error.end]!r} at character "
             f"{error.start})"
         ) from None
+    missing = [name for name in modalities or () if utterance.get(name) is None]
+    if missing:
+        raise TCMPInputError(
+            f"{where}: this model encodes {' and '.join(modalities)}; the utterance has no {' and no '.join(missing)}"
+        )
 
 
 class TCMPProcessor(ProcessorMixin):
@@ -200,13 +215,8 @@ class TCMPProcessor(ProcessorMixin):
                 raise TCMPInputError(f"{name} is empty: every dialogue needs at least one utterance")
             for u, utterance in enumerate(dialogue):
                 place = f"{name}, utterance {u}"
-                if not isinstance(utterance, dict):
-                    raise TCMPInputError(f"{place}: expected a dict with 'text' and/or 'audio', got {type(utterance)}")
+                check_utterance(utterance, place)
                 text, audio = utterance.get("text"), utterance.get("audio")
-                if text is None and audio is None:
-                    raise TCMPInputError(f"{place} has neither text nor audio")
-                if text is not None:
-                    _check_text(text, place)
                 texts.append(text)
                 audios.append(
                     None if audio is None else self.prepare_audio(audio, utterance.get("sampling_rate"), place)
@@ -250,6 +260,6 @@ class TCMPProcessor(ProcessorMixin):
 
 
 __all__ = [
-    "TCMPProcessor", "TCMPInputError", "MIN_AUDIO_SAMPLES", "MAX_ABS_SAMPLE", "check_sampling_rate", "to_mono_float",
+    "TCMPProcessor", "TCMPInputError", "check_utterance", "MIN_AUDIO_SAMPLES", "MAX_ABS_SAMPLE", "check_sampling_rate", "to_mono_float",
     "resample",
 ]

@@ -30,8 +30,9 @@ from .metrics import (
     plot_confusion_matrix,
     sample_retrieval_candidates,
 )
-from .modeling_tcmp import CheckpointError, require_folder_or_hub_id
-from .preflight import ArgumentsError, room_to_save
+from .checkpoints import require_folder_or_hub_id
+from .errors import ArgumentsError, CheckpointError
+from .preflight import room_to_save
 from .presets import make_processor, tiny_config, word_tokenizer
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 
 from .common import kind_of
-from .errors import DataError
+from ..errors import DataError
 from .loading import call_builder, detect_source
 
 

@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 
 from ..processing_tcmp import input_samples_needed, resample
-from .errors import AudioLoadError
+from ..errors import AudioLoadError
 
 MIN_SAMPLING_RATE = 1000
 """A file whose sample rate is below this is rejected as corrupt (speech needs far more)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 
 logger = logging.getLogger("tcmp.data")
 

@@ -8,7 +8,7 @@ import re
 from .audio import check_audio
 from .common import SplitReport, cached_split, finish, folder_identity, prerecognition_features
 from .common import record_report
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
 
 LABELS = ("frustrated", "excited", "neutral", "angry", "sad", "happy", "other")

@@ -3,7 +3,7 @@
 import inspect
 import os
 
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
 """First bytes of a pickle, or of joblib's zlib/gzip/bz2/xz/lz4 compressed pickles."""

@@ -9,7 +9,7 @@ import os
 from .audio import check_audio, extract_audio
 from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features, record_report
 from .common import SplitReport
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
 
 CSV_FILES = {"train": "train_sent_emo.csv", "validation": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}

@@ -5,7 +5,7 @@ import os
 
 from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, prerecognition_features
 from .common import record_report
-from .errors import DataError, MissingFileError, PickleRefusedError
+from ..errors import DataError, MissingFileError, PickleRefusedError
 from . import iemocap, meld
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "valid": "validation", "validation": "validation", "test": "test"}

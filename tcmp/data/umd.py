@@ -6,7 +6,7 @@ import os
 
 from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, record_report
 from .audio import audio_info
-from .errors import AudioLoadError, DataError, MissingFileError
+from ..errors import AudioLoadError, DataError, MissingFileError
 
 
 def _number(value, where, name):
