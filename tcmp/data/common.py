@@ -64,13 +64,13 @@ def folder_identity(folder: str, suffixes: tuple[str, ...]) -> str:
 
 
 def code_version() -> str:
-    """A digest of this package's source: a code change invalidates every cached build."""
+    """A digest of this package's source and the audio checks it uses: a code change invalidates every cached build."""
     digest = hashlib.sha1()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
-            with open(os.path.join(here, name), "rb") as handle:
-                digest.update(handle.read())
+    sources = [os.path.join(here, name) for name in sorted(os.listdir(here)) if name.endswith(".py")]
+    for path in [*sources, os.path.join(os.path.dirname(here), "audio_utils.py")]:
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
     return digest.hexdigest()[:16]
 
 

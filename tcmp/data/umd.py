@@ -5,7 +5,7 @@ import math
 import os
 
 from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, record_report
-from .audio import audio_info
+from ..audio_utils import audio_file_info
 from ..errors import AudioLoadError, DataError, MissingFileError
 
 
@@ -62,7 +62,7 @@ class _AudioChecker:
             if not os.path.isfile(path):
                 raise MissingFileError(f"{at}: audio file {path!r} does not exist")
             try:
-                info = audio_info(path)
+                info = audio_file_info(path)
             except AudioLoadError as error:
                 raise AudioLoadError(f"{at}: {error}") from None
             self.durations[path] = info.frames / info.samplerate
