@@ -11,6 +11,12 @@ MODALITIES = ("all", "text", "audio", "text2audio")
 STREAMS = ("text", "audio", "fused")
 
 
+def check_encoder_chunk_size(chunk_size) -> None:
+    """The rule for `encoder_chunk_size` (the config's, also applied to the `--encoder_chunk_size` flag)."""
+    if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
+        raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
+
+
 @strict
 class TCMPConfig(PreTrainedConfig):
     r"""
@@ -90,9 +96,7 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
-        chunk_size = self.encoder_chunk_size
-        if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
-            raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
+        check_encoder_chunk_size(self.encoder_chunk_size)
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:
@@ -135,4 +139,4 @@ class TCMPConfig(PreTrainedConfig):
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",)}[self.modality]
 
 
-__all__ = ["TCMPConfig", "MODALITIES", "STREAMS"]
+__all__ = ["TCMPConfig", "MODALITIES", "STREAMS", "check_encoder_chunk_size"]

@@ -51,18 +51,22 @@ def call_builder(builder, kind: str, *args, **options):
 def _load_saved(source: str, **options):
     from datasets import DatasetDict, load_from_disk
 
+    from .common import BuildReport
+
     if options:
         raise DataError(
             f"dataset option(s) {', '.join(sorted(options))} do not apply to a saved dataset {source!r} "
             "(it is loaded as it was saved)"
         )
     loaded = load_from_disk(source)
-    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    return loaded, BuildReport.of_saved(source, loaded)
 
 
-def load_prerecognition_dataset(source: str, **options):
+def load_prerecognition_dataset(source: str, return_report: bool = False, **options):
     """Pre-recognition samples from "demo" (`build_demo` options), a MELD CSV folder (`build_pmeld`), an IEMOCAP
-    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder."""
+    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder. With `return_report`:
+    `(samples, BuildReport)` (its `rule` is the reconstruction rule the samples were built with)."""
     from .demo import build_demo
     from .iemocap import build_piem
     from .meld import build_pmeld
@@ -71,24 +75,28 @@ def load_prerecognition_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return call_builder(build_demo, "demo", **options)[1]
-    if kind == "pmeld":
-        return call_builder(build_pmeld, "MELD CSV folder", source, **options)
-    if kind == "piem":
-        return call_builder(build_piem, "IEMOCAP", source, **options)
-    if kind == "release":
-        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
-        if "label" not in next(iter(result.values())).column_names:
+        _, samples, _, report = call_builder(build_demo, "demo", **options, return_report=True)
+    elif kind == "pmeld":
+        samples, report = call_builder(build_pmeld, "MELD CSV folder", source, **options, return_report=True)
+    elif kind == "piem":
+        samples, report = call_builder(build_piem, "IEMOCAP", source, **options, return_report=True)
+    elif kind == "release":
+        samples, report = call_builder(
+            import_release, "release file", source, allow_pickle=allow_pickle, **options, return_report=True
+        )
+        if "label" not in next(iter(samples.values())).column_names:
             raise DataError(f"{source!r} holds pre-training dialogues (UMD), not pre-recognition samples")
-        return result
-    if kind == "saved":
-        return _load_saved(source, **options)
-    raise DataError(f"{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset")
+    elif kind == "saved":
+        samples, report = _load_saved(source, **options)
+    else:
+        raise DataError(f"{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset")
+    return (samples, report) if return_report else samples
 
 
-def load_pretraining_dataset(source: str, **options):
+def load_pretraining_dataset(source: str, return_report: bool = False, **options):
     """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
-    release file (`import_release`, kind umd) or a `save_to_disk` folder."""
+    release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
+    `(dialogues, BuildReport)`."""
     from .demo import build_demo
     from .release import import_release
     from .umd import build_umd
@@ -96,14 +104,17 @@ def load_pretraining_dataset(source: str, **options):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     if kind == "demo":
-        return call_builder(build_demo, "demo", **options)[0]
-    if kind == "umd":
-        return call_builder(build_umd, "UMD manifest", source, **options)
-    if kind == "release":
-        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
-        if "label" in next(iter(result.values())).column_names:
+        dialogues, _, report, _ = call_builder(build_demo, "demo", **options, return_report=True)
+    elif kind == "umd":
+        dialogues, report = call_builder(build_umd, "UMD manifest", source, **options, return_report=True)
+    elif kind == "release":
+        dialogues, report = call_builder(
+            import_release, "release file", source, allow_pickle=allow_pickle, **options, return_report=True
+        )
+        if "label" in next(iter(dialogues.values())).column_names:
             raise DataError(f"{source!r} holds pre-recognition samples, not pre-training dialogues")
-        return result
-    if kind == "saved":
-        return _load_saved(source, **options)
-    raise DataError(f"{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues")
+    elif kind == "saved":
+        dialogues, report = _load_saved(source, **options)
+    else:
+        raise DataError(f"{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues")
+    return (dialogues, report) if return_report else dialogues

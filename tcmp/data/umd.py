@@ -4,7 +4,7 @@ import json
 import math
 import os
 
-from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, record_report
+from .common import SplitReport, cached_split, dialogue_features, file_identity, finish
 from ..audio_utils import audio_file_info
 from ..errors import AudioLoadError, DataError, MissingFileError
 
@@ -121,11 +121,9 @@ def read_manifest(path: str, report: SplitReport | None = None):
         yield row
 
 
-def _generate_umd(spec: str):
+def _generate_umd(spec: str, report: SplitReport):
     options = json.loads(spec)
-    report = SplitReport()
     yield from read_manifest(options["manifest"][0], report)
-    record_report(spec, report)
 
 
 def build_umd(manifest_paths, cache_dir: str | None = None, return_report: bool = False):
