@@ -36,7 +36,6 @@ from tcmp.training import (
     finish_run,
     majority_baseline,
     parse_arguments,
-    selection_callbacks,
     train_and_save,
     training_texts,
     write_prerecognition_report,
@@ -69,16 +68,7 @@ def main(argv=None, callbacks=()) -> dict:
 
     splits, collator = data_collator(model_args, samples, model, processor)
     metrics = PreRecognitionMetrics(label_names)
-    trainer = TCMPTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=splits["train"] if training_args.do_train else None,
-        eval_dataset=splits["validation"],
-        processing_class=processor,
-        compute_metrics=metrics,
-        callbacks=[*selection_callbacks(training_args), *callbacks],
-    )
+    trainer = TCMPTrainer.for_splits(model, training_args, processor, collator, splits, metrics, callbacks)
 
     results = {}
     if training_args.do_train:

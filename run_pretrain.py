@@ -36,7 +36,6 @@ from tcmp.training import (
     final_evaluations,
     finish_run,
     parse_arguments,
-    selection_callbacks,
     train_and_save,
     training_texts,
 )
@@ -63,16 +62,9 @@ def main(argv=None, callbacks=()) -> dict:
     }
     if model_args.use_feature_cache:
         windows = {name: CachedFeatureWindows(split) for name, split in windows.items()}
-    trainer = TCMPPreTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=windows["train"] if training_args.do_train else None,
-        eval_dataset=windows["validation"],
-        processing_class=processor,
-        compute_metrics=RetrievalMetrics(streams, seed=data_args.retrieval_seed),
-        callbacks=[SetEpochCallback(windows["train"]), *selection_callbacks(training_args), *callbacks],
-    )
+    metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
+    callbacks = [SetEpochCallback(windows["train"]), *callbacks]
+    trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)
 
     results = {}
     if training_args.do_train:

@@ -128,17 +128,12 @@ class BuildReport:
     @property
     def skipped(self) -> Counter:
         """Reason → count over all splits (the rule's own exclusions have reasons starting with `rule:`)."""
-        total = Counter()
-        for report in self.splits.values():
-            total.update(report.skipped)
-        return total
+        return sum((report.skipped for report in self.splits.values()), Counter())
 
     @property
     def notes(self) -> Counter:
-        total = Counter()
-        for report in self.splits.values():
-            total.update(report.notes)
-        return total
+        """Note → count over all splits."""
+        return sum((report.notes for report in self.splits.values()), Counter())
 
     def summary(self) -> str:
         lines = [f"[tcmp.data] {self.name} build summary"]

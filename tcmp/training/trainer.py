@@ -42,6 +42,21 @@ class TCMPTrainer(Trainer):
         self.disk_space = DiskSpaceCallback()
         self.add_callback(self.disk_space)
 
+    @classmethod
+    def for_splits(cls, model, args, processor, collator, splits: dict, compute_metrics, callbacks=()):
+        """The Trainer of a script: train on `splits["train"]` (with `--do_train`), select on `splits["validation"]`,
+        with early stopping unless `--early_stopping_patience` is None."""
+        return cls(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=splits["train"] if args.do_train else None,
+            eval_dataset=splits["validation"],
+            processing_class=processor,
+            compute_metrics=compute_metrics,
+            callbacks=[*selection_callbacks(args), *callbacks],
+        )
+
     def train(self, *args, **kwargs):
         """`Trainer.train`; a checkpoint save that fails because the disk filled up is a `DiskSpaceError` naming it."""
         try:
