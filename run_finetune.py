@@ -30,12 +30,12 @@ from tcmp.training import (
     TCMPTrainer,
     build_model_and_processor,
     data_collator,
+    describe_rule,
     evaluate_split,
+    final_evaluations,
+    finish_run,
     majority_baseline,
-    model_card,
     parse_arguments,
-    reconstruction_rule,
-    selection_callbacks,
     train_and_save,
     training_texts,
     write_prerecognition_report,
@@ -52,7 +52,8 @@ def main(argv=None, callbacks=()) -> dict:
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
-    samples = data_args.truncate(load_prerecognition_dataset(data_args.dataset, **data_args.loader_options()))
+    samples, build = load_prerecognition_dataset(data_args.dataset, return_report=True, **data_args.loader_options())
+    samples = data_args.truncate(samples)
     label_names = samples["train"].features["label"].names
     model, processor = build_model_and_processor(
         model_args,
@@ -67,24 +68,13 @@ def main(argv=None, callbacks=()) -> dict:
 
     splits, collator = data_collator(model_args, samples, model, processor)
     metrics = PreRecognitionMetrics(label_names)
-    trainer = TCMPTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=splits["train"] if training_args.do_train else None,
-        eval_dataset=splits["validation"],
-        processing_class=processor,
-        compute_metrics=metrics,
-        callbacks=[*selection_callbacks(training_args), *callbacks],
-    )
+    trainer = TCMPTrainer.for_splits(model, training_args, processor, collator, splits, metrics, callbacks)
 
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
     table = None
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
-        if not wanted:
-            continue
+    for split, prefix in final_evaluations(training_args):
         if split not in splits or len(splits[split]) == 0:
             logger.warning("the dataset has no %s split: it is not scored", split)
             continue
@@ -95,19 +85,15 @@ def main(argv=None, callbacks=()) -> dict:
     if table is not None:
         print(f"\nPer-class results ({table[0]} split, selected checkpoint):\n{table[1]}\n")
 
-    trainer.model_card = model_card(
+    return finish_run(
+        trainer,
+        results,
+        data_args.dataset,
         "TCMP emotion pre-recognition on " + data_args.dataset,
         f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
-        reconstruction_rule(samples) + "\n\n" + format_stats(dataset_stats(samples)),
-        trainer.model,
-        training_args,
-        {name: value for name, value in results.items() if name.startswith(("eval_", "test_"))},
+        describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
         extra=f"Per-class results ({table[0]}):\n\n```\n{table[1]}\n```" if table else "",
     )
-    trainer.create_model_card()
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset=data_args.dataset)
-    return results
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ from tcmp.training import (
     check_selection_metric,
     data_collator,
     evaluate_split,
-    model_card,
+    final_evaluations,
+    finish_run,
     parse_arguments,
-    selection_callbacks,
     train_and_save,
     training_texts,
 )
@@ -62,39 +62,27 @@ def main(argv=None, callbacks=()) -> dict:
     }
     if model_args.use_feature_cache:
         windows = {name: CachedFeatureWindows(split) for name, split in windows.items()}
-    trainer = TCMPPreTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=windows["train"] if training_args.do_train else None,
-        eval_dataset=windows["validation"],
-        processing_class=processor,
-        compute_metrics=RetrievalMetrics(streams, seed=data_args.retrieval_seed),
-        callbacks=[SetEpochCallback(windows["train"]), *selection_callbacks(training_args), *callbacks],
-    )
+    metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
+    callbacks = [SetEpochCallback(windows["train"]), *callbacks]
+    trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)
 
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
-        if wanted:
-            results.update(evaluate_split(trainer, windows[split], prefix).metrics)
+    for split, prefix in final_evaluations(training_args):
+        results.update(evaluate_split(trainer, windows[split], prefix).metrics)
 
-    trainer.model_card = model_card(
+    return finish_run(
+        trainer,
+        results,
+        data_args.dataset,
         "TCMP pre-trained on " + data_args.dataset,
         f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: "
         + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
         f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
         "negatives: the other dialogues' utterances of the batch (per process); retrieval metrics over the true "
         f"utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
-        trainer.model,
-        training_args,
-        {name: value for name, value in results.items() if name.startswith(("eval_", "test_"))},
     )
-    trainer.create_model_card()
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset=data_args.dataset)
-    return results
 
 
 if __name__ == "__main__":

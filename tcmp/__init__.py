@@ -18,8 +18,8 @@ from transformers import (  # noqa: E402
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_tcmp import TCMPConfig
+from .errors import ArgumentsError, CheckpointError, DataError, PreflightError, TCMPInputError
 from .modeling_tcmp import (
-    CheckpointError,
     TCMPForEmotionPreRecognition,
     TCMPForPreTraining,
     TCMPForPreTrainingOutput,
@@ -29,7 +29,7 @@ from .modeling_tcmp import (
     TCMPPreTrainedModel,
 )
 from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline
-from .processing_tcmp import TCMPInputError, TCMPProcessor
+from .processing_tcmp import TCMPProcessor
 from .streaming import NextEmotion, StreamingPreRecognizer
 
 
@@ -66,6 +66,9 @@ __all__ = [
     "TCMPProcessor",
     "TCMPInputError",
     "CheckpointError",
+    "ArgumentsError",
+    "PreflightError",
+    "DataError",
     "StreamingPreRecognizer",
     "NextEmotion",
     "EmotionPreRecognitionPipeline",

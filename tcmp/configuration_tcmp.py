@@ -11,6 +11,12 @@ MODALITIES = ("all", "text", "audio", "text2audio", "fused")
 STREAMS = ("text", "audio", "fused")
 
 
+def check_encoder_chunk_size(chunk_size) -> None:
+    """The rule for `encoder_chunk_size` (the config's, also applied to the `--encoder_chunk_size` flag)."""
+    if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
+        raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
+
+
 @strict
 class TCMPConfig(PreTrainedConfig):
     r"""
@@ -96,9 +102,7 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
-        chunk_size = self.encoder_chunk_size
-        if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
-            raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
+        check_encoder_chunk_size(self.encoder_chunk_size)
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:
@@ -116,16 +120,10 @@ class TCMPConfig(PreTrainedConfig):
     def has_audio(self) -> bool:
         return self.audio_config is not None
 
-    def check_utterance(self, utterance, where: str) -> None:
-        """Refuse, naming `where`, an utterance that is not a dict or lacks a modality this model encodes."""
-        if not isinstance(utterance, dict) or (utterance.get("text") is None and utterance.get("audio") is None):
-            raise ValueError(f"{where}: the utterance needs 'text' and/or 'audio'")
-        needed = [name for name, has in (("text", self.has_text), ("audio", self.has_audio)) if has]
-        missing = [name for name in needed if utterance.get(name) is None]
-        if missing:
-            raise ValueError(
-                f"{where}: this model encodes {' and '.join(needed)}; the utterance has no {' and no '.join(missing)}"
-            )
+    @property
+    def input_modalities(self) -> tuple[str, ...]:
+        """The modalities the encoders read: "text" and/or "audio"."""
+        return tuple(name for name, present in (("text", self.has_text), ("audio", self.has_audio)) if present)
 
     @property
     def available_streams(self) -> tuple[str, ...]:
@@ -147,4 +145,4 @@ class TCMPConfig(PreTrainedConfig):
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]
 
 
-__all__ = ["TCMPConfig", "MODALITIES", "STREAMS"]
+__all__ = ["TCMPConfig", "MODALITIES", "STREAMS", "check_encoder_chunk_size"]

@@ -11,7 +11,7 @@ from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
 
 from .collator import TCMPDataCollator
-from .processing_tcmp import TCMPProcessor
+from .processing_tcmp import TCMPProcessor, utterance_mask
 
 
 UTTERANCE_COLUMNS = {"text": ("text",), "audio": ("audio_path", "audio_start", "audio_end")}
@@ -91,11 +91,11 @@ class TCMPFeatureCollator:
     audio_features: torch.Tensor | None = None
 
     def __call__(self, rows: list[dict]) -> dict:
-        lengths = torch.tensor([len(row["feature_index"]) for row in rows])
-        if (lengths == 0).any():
+        lengths = [len(row["feature_index"]) for row in rows]
+        if 0 in lengths:
             raise ValueError("a row has no utterances (empty feature_index)")
         flat = torch.tensor([i for row in rows for i in row["feature_index"]], dtype=torch.long)
-        batch = {"utterance_mask": torch.arange(int(lengths.max())).unsqueeze(0) < lengths.unsqueeze(1)}
+        batch = {"utterance_mask": utterance_mask(lengths)}
         if self.text_features is not None:
             batch["text_features"] = self.text_features[flat]
         if self.audio_features is not None:

@@ -1,7 +1,5 @@
 """TCMP: contrastive multimodal dialogue pre-training and emotion pre-recognition (Ju et al., CIKM 2023)."""
 
-import hashlib
-import json
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -15,7 +13,9 @@ from transformers import initialization as init
 from safetensors import SafetensorError
 from transformers.utils import ModelOutput
 
+from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
+from .errors import CheckpointError
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
@@ -291,55 +291,6 @@ class TCMPForthcomingPredictor(nn.Module):
         return self.output(torch.cat([attended, query], dim=-1))
 
 
-CHECKSUM_FILE = "tcmp_checksums.json"
-
-
-class CheckpointError(OSError):
-    """A saved TCMP model that cannot be loaded safely (truncated, corrupted); the message names the file."""
-
-
-def could_be_hub_id(name: str) -> bool:
-    """Whether `name` has the shape of a Hub repository id (`bert-base-uncased`, `org/model`) rather than a path."""
-    return not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and not os.path.exists(name)
-
-
-def require_folder_or_hub_id(name: str) -> None:
-    """A path that names no folder is refused here, naming it (transformers would call it a bad Hub repo id)."""
-    if not os.path.isdir(os.path.expanduser(name)) and not could_be_hub_id(name):
-        raise FileNotFoundError(f"{name}: no such folder")
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_checksums(folder: str):
-    """Record the SHA-256 of every weights file of a saved model, so that a damaged copy is refused at load time."""
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
-    checksums = {name: _sha256(os.path.join(folder, name)) for name in names}
-    with open(os.path.join(folder, CHECKSUM_FILE), "w") as handle:
-        json.dump(checksums, handle, indent=2)
-
-
-def verify_checksums(folder: str):
-    """Raise `CheckpointError` naming the first weights file whose bytes differ from what was saved."""
-    path = os.path.join(folder, CHECKSUM_FILE)
-    if not os.path.isfile(path):
-        return
-    with open(path) as handle:
-        checksums = json.load(handle)
-    for name, expected in checksums.items():
-        weights = os.path.join(folder, name)
-        if not os.path.isfile(weights):
-            raise CheckpointError(f"{weights} is missing (listed in {path})")
-        if _sha256(weights) != expected:
-            raise CheckpointError(f"{weights} is corrupted or truncated: its SHA-256 differs from the saved one")
-
-
 class TCMPPreTrainedModel(PreTrainedModel):
     config: TCMPConfig
     config_class = TCMPConfig
@@ -368,12 +319,15 @@ class TCMPPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config and the modeling code, with an `auto_map` naming every TCMP head."""
+        """
+        Save as `PreTrainedModel` does, plus the weights' checksums. Transformers' `auto_map` names the saved head only;
+        it is widened to every TCMP head registered with an Auto class (`register_for_auto_class` in `tcmp/__init__.py`),
+        so that any of those Auto classes loads the folder with `trust_remote_code=True`.
+        """
+        registered = [head for head in TCMPPreTrainedModel.__subclasses__() if head._auto_class is not None]
         self.config.auto_map = {
-            "AutoConfig": "configuration_tcmp.TCMPConfig",
-            "AutoModel": "modeling_tcmp.TCMPModel",
-            "AutoModelForPreTraining": "modeling_tcmp.TCMPForPreTraining",
-            "AutoModelForSequenceClassification": "modeling_tcmp.TCMPForEmotionPreRecognition",
+            **getattr(self.config, "auto_map", {}),
+            **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in registered},
         }
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
@@ -395,7 +349,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         except SafetensorError as error:
             raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
-        model.base_model.set_encoders_frozen(model.config.freeze_encoders)
+        model.base_model.apply_encoder_freezing()
         return loaded
 
     @classmethod
@@ -416,7 +370,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
             base.audio_model = _without_pooler(AutoModel.from_pretrained(audio_model_path))
-        base.set_encoders_frozen(model.config.freeze_encoders)
+        base.apply_encoder_freezing()
         return model
 
 
@@ -445,17 +399,25 @@ class TCMPModel(TCMPPreTrainedModel):
             }
         )
         self.post_init()
-        self.set_encoders_frozen(config.freeze_encoders)
+        self.apply_encoder_freezing()
 
     def get_input_embeddings(self):
         return self.text_model.get_input_embeddings() if self.text_model is not None else None
 
     def set_encoders_frozen(self, frozen: bool):
         """
-        Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders; kept in the config. With
-        `config.freeze_feature_encoder` the speech encoder's convolutional front end stays fixed either way.
+        Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders after the model is built: the
+        one place that writes `config.freeze_encoders` (so that a save keeps the choice).
         """
         self.config.freeze_encoders = frozen
+        self.apply_encoder_freezing()
+
+    def apply_encoder_freezing(self):
+        """
+        Make the encoders follow the config (at init and after loading): `freeze_encoders` fixes both, and
+        `freeze_feature_encoder` the speech encoder's convolutional front end either way.
+        """
+        frozen = self.config.freeze_encoders
         for encoder in (self.text_model, self.audio_model):
             if encoder is not None:
                 encoder.requires_grad_(not frozen)

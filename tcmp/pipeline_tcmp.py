@@ -2,6 +2,8 @@
 
 from transformers import Pipeline
 
+from .processing_tcmp import check_utterance
+
 
 TASK = "emotion-pre-recognition"
 
@@ -63,7 +65,7 @@ class EmotionPreRecognitionPipeline(Pipeline):
     def preprocess(self, dialogues: _Dialogues) -> dict:
         for d, dialogue in enumerate(dialogues):
             for u, utterance in enumerate(dialogue):
-                self.model.config.check_utterance(utterance, f"dialogue {d}, utterance {u}")
+                check_utterance(utterance, f"dialogue {d}, utterance {u}", self.model.config.input_modalities)
         return dict(self.processor(list(dialogues)))
 
     def _forward(self, model_inputs: dict) -> dict:

@@ -12,8 +12,10 @@ import shutil
 import sys
 import zipfile
 
-from .data.errors import DataError
-from .modeling_tcmp import CHECKSUM_FILE, CheckpointError, verify_checksums
+from transformers.trainer_utils import sort_checkpoints
+
+from .checkpoints import CHECKSUM_FILE, verify_checksums
+from .errors import SCRIPT_ERRORS, CheckpointError, DiskSpaceError, PreflightError
 
 
 logger = logging.getLogger(__name__)
@@ -22,14 +24,6 @@ GB = 1024**3
 TRAINER_STATE = "trainer_state.json"
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
 """Files the Trainer saves with `torch.save` (zip archives) in a one-process checkpoint."""
-
-
-class PreflightError(RuntimeError):
-    """A run that would fail later (unwritable folder, full disk, broken checkpoint); the message names the folder."""
-
-
-class ArgumentsError(ValueError):
-    """A flag with a bad value, or flags that contradict each other; the message names the flag."""
 
 
 def check_writable(folder: str, purpose: str) -> None:
@@ -45,10 +39,6 @@ def check_writable(folder: str, purpose: str) -> None:
         os.remove(probe)
     except OSError as error:
         raise PreflightError(f"the {purpose} {folder} is not writable: {error.strerror or error}") from None
-
-
-class DiskSpaceError(PreflightError):
-    """The output disk fell below `--min_free_disk_gb` during a run; the message says what was kept and how to go on."""
 
 
 def free_space_problem(folder: str, min_free_gb: float, purpose: str) -> str | None:
@@ -69,26 +59,39 @@ def check_free_space(folder: str, min_free_gb: float, purpose: str) -> None:
         raise PreflightError(f"{problem}: free some space or choose another --output_dir")
 
 
+GO_ON = "free some space, then continue with --resume_from_checkpoint last"
+
+
+def check_room_to_save(args, folder: str, step: int) -> None:
+    """Refuse (`DiskSpaceError`) to start a save into `folder` with less than `args.min_free_disk_gb` GB free."""
+    problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
+    if problem:
+        raise DiskSpaceError(f"{problem}: stopped at step {step} before saving {folder}; {GO_ON}")
+
+
+def failed_save(args, folder: str, step: int, error: Exception) -> DiskSpaceError | None:
+    """The `DiskSpaceError` naming the disk when a save into `folder` failed because it filled up; else None."""
+    problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
+    if problem is None:
+        return None
+    return DiskSpaceError(f"{problem}: saving {folder} at step {step} failed ({error}), so it is incomplete; {GO_ON}")
+
+
 @contextlib.contextmanager
 def room_to_save(args, folder: str, step: int):
     """
-    Around a save into `folder` during a run: refuse to start it with less than `args.min_free_disk_gb` GB free, and
-    name the disk when the save fails because it filled up meanwhile (the half-written folder is then incomplete,
-    which `--resume_from_checkpoint last` skips). Both raise `DiskSpaceError`; saves made before stay complete.
+    Around a save into `folder` during a run: `check_room_to_save` before, and a failure on a disk that filled up
+    meanwhile becomes `failed_save`'s `DiskSpaceError` (the half-written folder is then incomplete, which
+    `--resume_from_checkpoint last` skips). Other failures pass through; saves made before stay complete.
     """
-    go_on = "free some space, then continue with --resume_from_checkpoint last"
-    problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
-    if problem:
-        raise DiskSpaceError(f"{problem}: stopped at step {step} before saving {folder}; {go_on}")
+    check_room_to_save(args, folder, step)
     try:
         yield
     except Exception as error:
-        problem = free_space_problem(args.output_dir, args.min_free_disk_gb, "output folder (--output_dir)")
-        if problem is None:
+        disk_error = failed_save(args, folder, step, error)
+        if disk_error is None:
             raise
-        raise DiskSpaceError(
-            f"{problem}: saving {folder} at step {step} failed ({error}), so it is incomplete; {go_on}"
-        ) from error
+        raise disk_error from error
 
 
 def trainer_files(args) -> tuple[str, ...]:
@@ -132,7 +135,8 @@ def checkpoint_problem(folder: str, expected: tuple[str, ...] = TRAINER_FILES) -
 def resume_checkpoint(output_dir: str, requested: str | None, expected: tuple[str, ...] = TRAINER_FILES) -> str | None:
     """
     The folder `--resume_from_checkpoint` names, after checking it is complete; `last` means the newest complete
-    `checkpoint-N` in `output_dir` (newer incomplete ones are skipped with a warning naming what is wrong).
+    `checkpoint-N` in `output_dir`, in the Trainer's own order (`sort_checkpoints`; newer incomplete ones are skipped
+    with a warning naming what is wrong).
     """
     if requested is None:
         return None
@@ -141,17 +145,11 @@ def resume_checkpoint(output_dir: str, requested: str | None, expected: tuple[st
         if problem:
             raise PreflightError(f"--resume_from_checkpoint {requested} cannot be resumed: {problem}")
         return requested
-    steps = {}
-    if os.path.isdir(output_dir):
-        for name in os.listdir(output_dir):
-            step = name.removeprefix("checkpoint-")
-            if step != name and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
-                steps[int(step)] = os.path.join(output_dir, name)
-    for step in sorted(steps, reverse=True):
-        problem = checkpoint_problem(steps[step], expected)
+    for folder in reversed(sort_checkpoints(output_dir)):
+        problem = checkpoint_problem(folder, expected)
         if problem is None:
-            return steps[step]
-        logger.warning("--resume_from_checkpoint last: skipping the incomplete %s: %s", steps[step], problem)
+            return folder
+        logger.warning("--resume_from_checkpoint last: skipping the incomplete %s: %s", folder, problem)
     raise PreflightError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {output_dir}")
 
 
@@ -173,11 +171,11 @@ def preflight(args) -> None:
 
 def run_as_script(main) -> None:
     """
-    Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`ArgumentsError`,
-    `PreflightError`, the data module's `DataError`, `CheckpointError`) end the script with that one line and exit
+    Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`tcmp.errors.SCRIPT_ERRORS`:
+    `ArgumentsError`, `PreflightError`, `DataError`, `CheckpointError`) end the script with that one line and exit
     status 1, without a traceback.
     """
     try:
         main()
-    except (ArgumentsError, PreflightError, DataError, CheckpointError) as error:
+    except SCRIPT_ERRORS as error:
         sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")

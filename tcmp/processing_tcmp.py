@@ -1,130 +1,53 @@
 """Processor for TCMP: turns dialogues (lists of utterances with text and/or audio) into model inputs."""
 
 import os
-from math import gcd
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+
+from .audio_utils import check_sampling_rate, decode_file, decode_samples
+from .errors import TCMPInputError
 
 
 MIN_AUDIO_SAMPLES = 400
 """Audio shorter than this (one 25 ms frame of the usual speech encoders at 16 kHz) is zero-padded to it."""
 
 
-class TCMPInputError(ValueError):
-    """An utterance the processor cannot turn into model inputs; the message names the dialogue and utterance."""
+def utterance_mask(lengths) -> torch.BoolTensor:
+    """`(num_dialogues, longest)` mask of the real utterance slots (left-aligned) from each dialogue's length."""
+    lengths = torch.as_tensor(lengths)
+    return torch.arange(int(lengths.max())).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-MAX_ABS_SAMPLE = 2.0**31
-"""Float samples beyond this are no audio (int32 PCM given as floats stays below it); their squares would overflow the
-float32 normalisation of the speech feature extractors and turn the utterance into NaN."""
-
-
-def to_mono_float(audio, where: str, max_samples: int | None = None) -> np.ndarray:
+def check_utterance(utterance, where: str, modalities: tuple[str, ...] | None = None) -> None:
     """
-    A 1-D float32 waveform from mono or multi-channel, float or integer PCM audio (a NumPy array, a list of numbers
-    or a tensor). With `max_samples`, only the first `max_samples` frames are converted (an hour of audio never gets
-    copied whole).
+    Refuse, naming `where`, an utterance that is not a dict, has neither text nor audio, or has text that is not a
+    valid Unicode str; with `modalities` (those a model encodes, `TCMPConfig.input_modalities`), one that lacks any.
     """
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu()
-        audio = audio.float() if audio.is_floating_point() else audio
-    try:
-        array = np.asarray(audio)
-    except (TypeError, ValueError) as error:
-        raise TCMPInputError(f"{where}: audio is not an array of samples ({type(audio).__name__}: {error})") from None
-    if array.dtype.kind not in "fiu":
-        raise TCMPInputError(f"{where}: audio must be numeric samples, got dtype {array.dtype}")
-    if array.size == 0:
-        raise TCMPInputError(f"{where}: audio is empty (0 samples)")
-    if array.ndim not in (1, 2):
-        raise TCMPInputError(f"{where}: audio must be 1-D (mono) or 2-D (channels), got shape {array.shape}")
-    channel_axis = None if array.ndim == 1 else (0 if array.shape[0] <= array.shape[1] else 1)
-    if max_samples is not None:
-        array = array[:max_samples] if channel_axis != 0 else array[:, :max_samples]
-    if array.dtype.kind in "iu":
-        info = np.iinfo(array.dtype)
-        scale = max(abs(info.min), info.max)
-        array = (array.astype(np.float64) - (0 if info.min < 0 else (info.max + 1) / 2)) / scale
-    elif not np.isfinite(array).all():
-        raise TCMPInputError(f"{where}: audio contains NaN or infinite samples")
-    else:
-        peak = float(np.abs(array).max())
-        if peak > MAX_ABS_SAMPLE:
-            raise TCMPInputError(
-                f"{where}: audio sample magnitude {peak:.3g} is beyond {MAX_ABS_SAMPLE:.3g}; float audio is expected "
-                "in [-1, 1] (or integer PCM values)"
-            )
-    if channel_axis is not None:
-        array = array.mean(axis=channel_axis)
-    return array.astype(np.float32)
-
-
-def read_audio_file(path: str, where: str, max_seconds: float) -> tuple[np.ndarray, int]:
-    """
-    The first `max_seconds` of an audio file soundfile can read (WAV, FLAC, OGG, ...), as (frames, channels) float32,
-    and its rate. (The processor decodes files itself, so that a saved processor needs no `tcmp.data` to do it.)
-    """
-    import soundfile
-
-    if not os.path.isfile(path):
-        raise TCMPInputError(f"{where}: audio file {path!r} does not exist")
-    try:
-        with soundfile.SoundFile(path) as handle:
-            frames = min(handle.frames, int(np.ceil(max_seconds * handle.samplerate)))
-            return handle.read(frames, dtype="float32", always_2d=True), handle.samplerate
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise TCMPInputError(f"{where}: audio file {path!r} cannot be read ({error})") from None
-
-
-def check_sampling_rate(sampling_rate, where: str) -> int:
-    """The sampling rate as an int: a whole number of Hz between 1000 and 384000, else `TCMPInputError`."""
-    if sampling_rate is None:
-        raise TCMPInputError(f"{where}: audio given without its sampling_rate")
-    if isinstance(sampling_rate, (bool, np.bool_)) or not isinstance(sampling_rate, (int, float, np.integer, np.floating)):
-        raise TCMPInputError(f"{where}: sampling_rate must be a number of Hz, got {sampling_rate!r}")
-    if not (np.isfinite(sampling_rate) and float(sampling_rate).is_integer() and 1000 <= sampling_rate <= 384000):
+    if not isinstance(utterance, dict):
+        raise TCMPInputError(f"{where}: expected a dict with 'text' and/or 'audio', got {type(utterance)}")
+    text = utterance.get("text")
+    if text is None and utterance.get("audio") is None:
         raise TCMPInputError(
-            f"{where}: implausible sampling_rate {sampling_rate!r} (expected a whole number of Hz in 1000..384000)"
+            f"{where} has neither text nor audio" if modalities is None
+            else f"{where}: the utterance needs 'text' and/or 'audio'"
         )
-    return int(sampling_rate)
-
-
-def _resampling_factors(orig_rate: int, target_rate: int) -> tuple[int, int]:
-    divisor = gcd(orig_rate, target_rate)
-    return target_rate // divisor, orig_rate // divisor
-
-
-def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling of a 1-D waveform."""
-    if orig_rate == target_rate:
-        return audio
-    up, down = _resampling_factors(int(orig_rate), int(target_rate))
-    return resample_poly(audio, up, down).astype(np.float32)
-
-
-def input_samples_needed(output_samples: int, orig_rate: int, target_rate: int) -> int:
-    """Input frames that determine the first `output_samples` of `resample` exactly (with resample_poly's filter)."""
-    if orig_rate == target_rate:
-        return output_samples
-    up, down = _resampling_factors(orig_rate, target_rate)
-    filter_reach = -(-10 * max(up, down) // up) + 1
-    return -(-output_samples * down // up) + filter_reach
-
-
-def _check_text(text, where: str):
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise TCMPInputError(f"{where}: text must be a str, got {type(text).__name__}")
     try:
-        text.encode("utf-8")
+        (text or "").encode("utf-8")
     except UnicodeEncodeError as error:
         raise TCMPInputError(
             f"{where}: text is not valid Unicode ({error.reason} {text[error.start:error.end]!r} at character "
             f"{error.start})"
         ) from None
+    missing = [name for name in modalities or () if utterance.get(name) is None]
+    if missing:
+        raise TCMPInputError(
+            f"{where}: this model encodes {' and '.join(modalities)}; the utterance has no {' and no '.join(missing)}"
+        )
 
 
 class TCMPProcessor(ProcessorMixin):
@@ -156,15 +79,11 @@ class TCMPProcessor(ProcessorMixin):
         with it must agree).
         """
         if isinstance(audio, (str, os.PathLike)):
-            kept_seconds = self.max_audio_length / self.sampling_rate
-            audio, file_rate = read_audio_file(os.fspath(audio), where, max_seconds=kept_seconds + 1)
+            waveform, file_rate = decode_file(os.fspath(audio), self.sampling_rate, where, max_samples=self.max_audio_length)
             if sampling_rate is not None and check_sampling_rate(sampling_rate, where) != file_rate:
                 raise TCMPInputError(f"{where}: sampling_rate {sampling_rate} given, but the audio file is {file_rate} Hz")
-            sampling_rate = file_rate
-        rate = check_sampling_rate(sampling_rate, where)
-        keep = input_samples_needed(self.max_audio_length, rate, self.sampling_rate)
-        waveform = resample(to_mono_float(audio, where, max_samples=keep), rate, self.sampling_rate)
-        waveform = waveform[: self.max_audio_length]
+        else:
+            waveform = decode_samples(audio, sampling_rate, self.sampling_rate, where, max_samples=self.max_audio_length)
         if waveform.size < MIN_AUDIO_SAMPLES:
             waveform = np.pad(waveform, (0, MIN_AUDIO_SAMPLES - waveform.size))
         return waveform
@@ -200,21 +119,15 @@ class TCMPProcessor(ProcessorMixin):
                 raise TCMPInputError(f"{name} is empty: every dialogue needs at least one utterance")
             for u, utterance in enumerate(dialogue):
                 place = f"{name}, utterance {u}"
-                if not isinstance(utterance, dict):
-                    raise TCMPInputError(f"{place}: expected a dict with 'text' and/or 'audio', got {type(utterance)}")
+                check_utterance(utterance, place)
                 text, audio = utterance.get("text"), utterance.get("audio")
-                if text is None and audio is None:
-                    raise TCMPInputError(f"{place} has neither text nor audio")
-                if text is not None:
-                    _check_text(text, place)
                 texts.append(text)
                 audios.append(
                     None if audio is None else self.prepare_audio(audio, utterance.get("sampling_rate"), place)
                 )
                 where.append(place)
 
-        lengths = torch.tensor([len(dialogue) for dialogue in dialogues])
-        data = {"utterance_mask": torch.arange(int(lengths.max())).unsqueeze(0) < lengths.unsqueeze(1)}
+        data = {"utterance_mask": utterance_mask([len(dialogue) for dialogue in dialogues])}
         if any(text is not None for text in texts):
             self._require_all(texts, where, "text")
             data.update(
@@ -249,7 +162,4 @@ class TCMPProcessor(ProcessorMixin):
             )
 
 
-__all__ = [
-    "TCMPProcessor", "TCMPInputError", "MIN_AUDIO_SAMPLES", "MAX_ABS_SAMPLE", "check_sampling_rate", "to_mono_float",
-    "resample",
-]
+__all__ = ["TCMPProcessor", "MIN_AUDIO_SAMPLES", "check_utterance", "utterance_mask"]

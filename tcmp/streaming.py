@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .modeling_tcmp import TCMPDialogueState, TCMPForEmotionPreRecognition, TCMPStreamState
-from .processing_tcmp import TCMPProcessor
+from .processing_tcmp import TCMPProcessor, check_utterance
 
 
 @dataclass
@@ -119,7 +119,7 @@ class StreamingPreRecognizer:
             raise ValueError("add_utterances got no utterances: pass {session: utterance dict}")
         names = list(utterances)
         for name in names:
-            self.config.check_utterance(utterances[name], f"session {name!r}")
+            check_utterance(utterances[name], f"session {name!r}", self.config.input_modalities)
         batch = self.processor(
             [[{k: v for k, v in utterances[n].items() if v is not None}] for n in names],
             dialogue_names=[f"session {n!r}" for n in names],

@@ -3,10 +3,10 @@ Datasets for TCMP: P-MELD, P-IEM and UMD-style dialogues (from raw corpora or th
 demo corpus, lazy pre-training windows, audio decoding, and Table-1 statistics. See `tcmp/data/README.md`.
 """
 
+from ..errors import AudioLoadError, DataError, MissingFileError, PickleRefusedError
 from .audio import extract_audio, load_audio
 from .common import BuildReport, SplitReport
 from .demo import build_demo
-from .errors import AudioLoadError, DataError, MissingFileError, PickleRefusedError
 from .iemocap import build_piem
 from .loading import load_prerecognition_dataset, load_pretraining_dataset
 from .meld import build_pmeld

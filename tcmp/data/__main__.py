@@ -17,8 +17,8 @@ import os
 import sys
 import time
 
-from .common import kind_of
-from .errors import DataError
+from .common import saved_build_info
+from ..errors import DataError
 from .loading import call_builder, detect_source
 
 
@@ -99,7 +99,7 @@ def run(args, parser) -> int:
             data = call_builder(import_release, "release", args.source, allow_pickle=args.allow_pickle, **options)
         else:
             data = load_prerecognition_dataset(args.source, **options)
-        paper = args.paper or kind_of(data).get("tcmp_kind")
+        paper = args.paper or saved_build_info(data).get("tcmp_kind")
         print(format_stats(dataset_stats(data), paper=None if paper == "none" else paper))
         return 0
 
@@ -140,7 +140,7 @@ def run(args, parser) -> int:
         folder = os.path.join(args.output, name) if name else args.output
         data.save_to_disk(folder)
         print(f"saved {name or args.kind} to {folder}", file=sys.stderr)
-        paper = kind_of(data).get("tcmp_kind")
+        paper = saved_build_info(data).get("tcmp_kind")
         print(format_stats(dataset_stats(data), paper=paper if paper in ("pmeld", "piem") else None))
     print(f"built in {time.time() - start:.1f} s", file=sys.stderr)
     return 0

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
+from .rule import ReconstructionRule
 
 logger = logging.getLogger("tcmp.data")
 
@@ -64,13 +65,13 @@ def folder_identity(folder: str, suffixes: tuple[str, ...]) -> str:
 
 
 def code_version() -> str:
-    """A digest of this package's source: a code change invalidates every cached build."""
+    """A digest of this package's source and the audio checks it uses: a code change invalidates every cached build."""
     digest = hashlib.sha1()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
-            with open(os.path.join(here, name), "rb") as handle:
-                digest.update(handle.read())
+    sources = [os.path.join(here, name) for name in sorted(os.listdir(here)) if name.endswith(".py")]
+    for path in [*sources, os.path.join(os.path.dirname(here), "audio_utils.py")]:
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
     return digest.hexdigest()[:16]
 
 
@@ -104,25 +105,35 @@ class SplitReport:
 
 @dataclass
 class BuildReport:
-    """The per-split reports of one build (`build_*(..., return_report=True)`; also `dataset_dict.build_report`)."""
+    """
+    One build (`build_*(..., return_report=True)`, `load_*_dataset(..., return_report=True)`): the per-split reports
+    and `info`, what was built (`tcmp_kind`, the reconstruction `rule`, options).
+    """
 
     name: str
     splits: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def rule(self) -> ReconstructionRule | None:
+        """The reconstruction rule the build applied; None when it has none (dialogues) or did not record it."""
+        return ReconstructionRule.from_value(self.info["rule"]) if self.info.get("rule") else None
+
+    @classmethod
+    def of_saved(cls, name: str, dataset_dict) -> "BuildReport":
+        """The report of a `save_to_disk` copy: row counts, and the info its build kept in `info.description`."""
+        return cls(name, {split: SplitReport(rows=len(data), cached=True) for split, data in dataset_dict.items()},
+                   saved_build_info(dataset_dict))
 
     @property
     def skipped(self) -> Counter:
         """Reason → count over all splits (the rule's own exclusions have reasons starting with `rule:`)."""
-        total = Counter()
-        for report in self.splits.values():
-            total.update(report.skipped)
-        return total
+        return sum((report.skipped for report in self.splits.values()), Counter())
 
     @property
     def notes(self) -> Counter:
-        total = Counter()
-        for report in self.splits.values():
-            total.update(report.notes)
-        return total
+        """Note → count over all splits."""
+        return sum((report.notes for report in self.splits.values()), Counter())
 
     def summary(self) -> str:
         lines = [f"[tcmp.data] {self.name} build summary"]
@@ -142,19 +153,27 @@ class BuildReport:
         print(text, file=sys.stderr)
 
 
-_FRESH_REPORTS: dict[str, SplitReport] = {}
-"""Reports of generators that just ran in this process, by spec digest (a cached build does not run its generator)."""
-
 REPORT_FILE = "tcmp_build_report.json"
 
 
-def spec_digest(spec_json: str) -> str:
-    return hashlib.sha1(spec_json.encode()).hexdigest()
+class SplitRun:
+    """
+    The generator `datasets` runs for one split, and its report: `generate(spec, report)` yields the rows and fills
+    `report`, which stays None when `datasets` reuses its cache instead. `datasets` deep-copies the builder config
+    that holds the generator, so a copy is this same object (and `report` reaches `cached_split`).
+    """
 
+    def __init__(self, generate):
+        self.generate = generate
+        self.report = None
 
-def record_report(spec_json: str, report: SplitReport):
-    """Called by a generator when it has yielded its last row."""
-    _FRESH_REPORTS[spec_digest(spec_json)] = report
+    def __call__(self, spec: str):
+        report = SplitReport()
+        yield from self.generate(spec, report)
+        self.report = report
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def cached_split(generator, spec: dict, features: Features, cache_dir: str | None, split: str):
@@ -164,18 +183,17 @@ def cached_split(generator, spec: dict, features: Features, cache_dir: str | Non
     writes the Arrow file into a `.incomplete` folder and renames it only when complete (an interrupted build leaves
     nothing a later build would reuse), and reuses it on an identical second build without calling the generator.
 
-    The generator gets `spec` (a JSON string) and must call `record_report(spec, report)` when done. Returns
-    `(dataset, SplitReport)`; the report of a cached build is read from the file saved next to its Arrow file.
+    The generator gets `spec` (a JSON string) and the `SplitReport` to fill. Returns `(dataset, SplitReport)`; the
+    report of a cached build is read from the file saved next to its Arrow file.
     """
     spec = dict(spec, code=code_version(), split=split)
     spec_json = json.dumps(spec, sort_keys=True, default=str)
-    digest = spec_digest(spec_json)
-    _FRESH_REPORTS.pop(digest, None)
+    run = SplitRun(generator)
     from datasets.exceptions import DatasetGenerationError
 
     try:
         dataset = Dataset.from_generator(
-            generator, features=features, cache_dir=cache_dir, gen_kwargs={"spec": spec_json}, split=split
+            run, features=features, cache_dir=cache_dir, gen_kwargs={"spec": spec_json}, split=split
         )
     except DatasetGenerationError as error:
         cause = error.__cause__
@@ -185,12 +203,12 @@ def cached_split(generator, spec: dict, features: Features, cache_dir: str | Non
             raise cause.with_traceback(None) from None
         raise
     except ValueError as error:
-        if "corresponds to no data" not in str(error) or digest not in _FRESH_REPORTS:
+        if "corresponds to no data" not in str(error) or run.report is None:
             raise
         # the generator ran and yielded no row: `datasets` keeps no Arrow file for an empty split
         dataset = Dataset.from_dict({name: [] for name in features}, features=features, split=split)
     folder = os.path.dirname(dataset.cache_files[0]["filename"]) if dataset.cache_files else None
-    report = _FRESH_REPORTS.pop(digest, None)
+    report = run.report
     if report is not None:
         report.rows = len(dataset)
         if folder:
@@ -210,20 +228,21 @@ def cached_split(generator, spec: dict, features: Features, cache_dir: str | Non
     return dataset, report
 
 
-def finish(name: str, splits: dict, reports: dict, return_report: bool, description: dict | None = None):
-    """A `DatasetDict` of the splits (with `.build_report`), the summary printed; `(dd, report)` if asked."""
+def finish(name: str, splits: dict, reports: dict, return_report: bool, info: dict):
+    """
+    A `DatasetDict` of the splits, the summary printed; `(dd, BuildReport)` if asked. `info` (the build's kind, rule
+    and options) goes into the report, and as JSON into each split's `info.description`, which `save_to_disk` keeps.
+    """
     dataset_dict = DatasetDict(splits)
-    report = BuildReport(name=name, splits=reports)
-    if description is not None:
-        for dataset in dataset_dict.values():
-            dataset.info.description = json.dumps(description, sort_keys=True)
-    dataset_dict.build_report = report
+    report = BuildReport(name=name, splits=reports, info=info)
+    for dataset in dataset_dict.values():
+        dataset.info.description = json.dumps(info, sort_keys=True)
     report.log()
     return (dataset_dict, report) if return_report else dataset_dict
 
 
-def kind_of(dataset_dict) -> dict:
-    """The `{"tcmp_kind": ...}` description a build stored in its datasets' info ({} when unknown)."""
+def saved_build_info(dataset_dict) -> dict:
+    """The info (`{"tcmp_kind": ...}`) a build kept in its datasets' `info.description` ({} when unknown)."""
     for dataset in dataset_dict.values():
         try:
             return json.loads(dataset.info.description or "{}")

@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from .common import SplitReport, cached_split, dialogue_features, finish, prerecognition_features, record_report
+from .common import SplitReport, cached_split, dialogue_features, finish, prerecognition_features
 from .rule import ReconstructionRule, make_samples
 
 LABELS = ("negative", "neutral", "positive")
@@ -194,9 +194,8 @@ def _dialogues(options: dict):
                                          options["clip_variants"], options["clips"], dialogue_id)
 
 
-def _generate_demo(spec: str):
+def _generate_demo(spec: str, report: SplitReport):
     options = json.loads(spec)
-    report = SplitReport()
     rule = ReconstructionRule(**options["rule"])
     for dialogue_id, utterances in _dialogues(options):
         if options["part"] == "pretraining":
@@ -209,7 +208,6 @@ def _generate_demo(spec: str):
         for reason, where in skips:
             report.skip(reason, where)
         yield from samples
-    record_report(spec, report)
 
 
 def split_sizes(total: int, dev_fraction: float, test_fraction: float) -> dict:

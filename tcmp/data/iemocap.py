@@ -7,8 +7,7 @@ import re
 
 from .audio import check_audio
 from .common import SplitReport, cached_split, finish, folder_identity, prerecognition_features
-from .common import record_report
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
 
 LABELS = ("frustrated", "excited", "neutral", "angry", "sad", "happy", "other")
@@ -94,9 +93,8 @@ def dialogue_names(session_dir: str) -> list[str]:
     return sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".txt") and not name.startswith("."))
 
 
-def _generate_piem(spec: str):
+def _generate_piem(spec: str, report: SplitReport):
     options = json.loads(spec)
-    report = SplitReport()
     rule = ReconstructionRule(**options["rule"])
     for session, name in options["dialogues"]:
         session_dir = os.path.join(options["root"], f"Session{session}")
@@ -105,7 +103,6 @@ def _generate_piem(spec: str):
         for reason, where in skips:
             report.skip(reason, where)
         yield from samples
-    record_report(spec, report)
 
 
 def split_dialogues(root, train_sessions, test_sessions, dev_sessions, dev_fraction) -> dict[str, list]:

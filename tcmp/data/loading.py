@@ -3,7 +3,7 @@
 import inspect
 import os
 
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
 """First bytes of a pickle, or of joblib's zlib/gzip/bz2/xz/lz4 compressed pickles."""
@@ -51,59 +51,70 @@ def call_builder(builder, kind: str, *args, **options):
 def _load_saved(source: str, **options):
     from datasets import DatasetDict, load_from_disk
 
+    from .common import BuildReport
+
     if options:
         raise DataError(
             f"dataset option(s) {', '.join(sorted(options))} do not apply to a saved dataset {source!r} "
             "(it is loaded as it was saved)"
         )
     loaded = load_from_disk(source)
-    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    return loaded, BuildReport.of_saved(source, loaded)
 
 
-def load_prerecognition_dataset(source: str, **options):
+def load_prerecognition_dataset(source: str, return_report: bool = False, **options):
     """Pre-recognition samples from "demo" (`build_demo` options), a MELD CSV folder (`build_pmeld`), an IEMOCAP
-    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder."""
+    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder. With `return_report`:
+    `(samples, BuildReport)` (its `rule` is the reconstruction rule the samples were built with)."""
+    samples, report = _load(source, "prerecognition", options)
+    return (samples, report) if return_report else samples
+
+
+def load_pretraining_dataset(source: str, return_report: bool = False, **options):
+    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
+    release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
+    `(dialogues, BuildReport)`."""
+    dialogues, report = _load(source, "pretraining", options)
+    return (dialogues, report) if return_report else dialogues
+
+
+WRONG_PART = {
+    "prerecognition": ("{source!r} holds pre-training dialogues (UMD), not pre-recognition samples",
+                       "{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset"),
+    "pretraining": ("{source!r} holds pre-recognition samples, not pre-training dialogues",
+                    "{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues"),
+}
+"""Per part asked for: the message for a release file, then for another source, that holds the other part."""
+
+
+def _load(source: str, part: str, options: dict):
+    """`(DatasetDict, BuildReport)` of `part` ("prerecognition" or "pretraining") from `source`."""
     from .demo import build_demo
     from .iemocap import build_piem
     from .meld import build_pmeld
-    from .release import import_release
-
-    kind = detect_source(source)
-    allow_pickle = options.pop("allow_pickle", False)
-    if kind == "demo":
-        return call_builder(build_demo, "demo", **options)[1]
-    if kind == "pmeld":
-        return call_builder(build_pmeld, "MELD CSV folder", source, **options)
-    if kind == "piem":
-        return call_builder(build_piem, "IEMOCAP", source, **options)
-    if kind == "release":
-        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
-        if "label" not in next(iter(result.values())).column_names:
-            raise DataError(f"{source!r} holds pre-training dialogues (UMD), not pre-recognition samples")
-        return result
-    if kind == "saved":
-        return _load_saved(source, **options)
-    raise DataError(f"{source!r} is a pre-training manifest (UMD), not a pre-recognition dataset")
-
-
-def load_pretraining_dataset(source: str, **options):
-    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
-    release file (`import_release`, kind umd) or a `save_to_disk` folder."""
-    from .demo import build_demo
     from .release import import_release
     from .umd import build_umd
 
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
+    builders = {
+        "prerecognition": {"pmeld": (build_pmeld, "MELD CSV folder"), "piem": (build_piem, "IEMOCAP")},
+        "pretraining": {"umd": (build_umd, "UMD manifest")},
+    }[part]
     if kind == "demo":
-        return call_builder(build_demo, "demo", **options)[0]
-    if kind == "umd":
-        return call_builder(build_umd, "UMD manifest", source, **options)
-    if kind == "release":
-        result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
-        if "label" in next(iter(result.values())).column_names:
-            raise DataError(f"{source!r} holds pre-recognition samples, not pre-training dialogues")
-        return result
+        pretraining, prerecognition, report_pre, report_rec = call_builder(build_demo, "demo", **options, return_report=True)
+        return (prerecognition, report_rec) if part == "prerecognition" else (pretraining, report_pre)
     if kind == "saved":
         return _load_saved(source, **options)
-    raise DataError(f"{source!r} ({kind}) is a pre-recognition corpus, not pre-training dialogues")
+    if kind == "release":
+        data, report = call_builder(
+            import_release, "release file", source, allow_pickle=allow_pickle, **options, return_report=True
+        )
+        if ("label" in next(iter(data.values())).column_names) != (part == "prerecognition"):
+            raise DataError(WRONG_PART[part][0].format(source=source))
+        return data, report
+    if kind not in builders:
+        raise DataError(WRONG_PART[part][1].format(source=source, kind=kind))
+    builder, name = builders[kind]
+    return call_builder(builder, name, source, **options, return_report=True)

@@ -7,9 +7,9 @@ import json
 import os
 
 from .audio import check_audio, extract_audio
-from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features, record_report
+from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features
 from .common import SplitReport
-from .errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
 
 CSV_FILES = {"train": "train_sent_emo.csv", "validation": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -114,9 +114,8 @@ def _clip_folder(media_dir: str, split: str) -> str:
     return sub if os.path.isdir(sub) else media_dir
 
 
-def _generate_pmeld(spec: str):
+def _generate_pmeld(spec: str, report: SplitReport):
     options = json.loads(spec)
-    report = SplitReport()
     rule = ReconstructionRule(**options["rule"])
     csv_path = options["csv"][0]
     media = options["media_dir"]
@@ -144,7 +143,6 @@ def _generate_pmeld(spec: str):
         for reason, where in skips:
             report.skip(reason, f"{csv_path}: {where}")
         yield from samples
-    record_report(spec, report)
 
 
 def _find_clip(clips: str, audio_cache: str, uid: str, report: SplitReport) -> str | None:

@@ -4,8 +4,7 @@ import json
 import os
 
 from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, prerecognition_features
-from .common import record_report
-from .errors import DataError, MissingFileError, PickleRefusedError
+from ..errors import DataError, MissingFileError, PickleRefusedError
 from . import iemocap, meld
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "valid": "validation", "validation": "validation", "test": "test"}
@@ -73,11 +72,10 @@ def _item(item, where):
     return item
 
 
-def _generate_release(spec: str):
+def _generate_release(spec: str, report: SplitReport):
     options = json.loads(spec)
     path, kind, split = options["file"][0], options["release_kind"], options["release_split"]
     folder = os.path.dirname(os.path.abspath(path))
-    report = SplitReport()
     dialogues = split_payload(load_joblib(path, True), path)[split]
     for d, dialogue in enumerate(dialogues):
         dialogue_id = f"{split}_{d}"
@@ -130,7 +128,6 @@ def _generate_release(spec: str):
             }
         if items and key in items[-1]:
             report.skip("target marked on the last item (no target utterance follows)", f"{path}, {split} dialogue {d}")
-    record_report(spec, report)
 
 
 def import_release(

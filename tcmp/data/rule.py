@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from .errors import DataError
+from ..errors import DataError
 
 
 @dataclass(frozen=True)

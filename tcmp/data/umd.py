@@ -4,9 +4,9 @@ import json
 import math
 import os
 
-from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, record_report
-from .audio import audio_info
-from .errors import AudioLoadError, DataError, MissingFileError
+from .common import SplitReport, cached_split, dialogue_features, file_identity, finish
+from ..audio_utils import audio_file_info
+from ..errors import AudioLoadError, DataError, MissingFileError
 
 
 def _number(value, where, name):
@@ -62,7 +62,7 @@ class _AudioChecker:
             if not os.path.isfile(path):
                 raise MissingFileError(f"{at}: audio file {path!r} does not exist")
             try:
-                info = audio_info(path)
+                info = audio_file_info(path)
             except AudioLoadError as error:
                 raise AudioLoadError(f"{at}: {error}") from None
             self.durations[path] = info.frames / info.samplerate
@@ -121,11 +121,9 @@ def read_manifest(path: str, report: SplitReport | None = None):
         yield row
 
 
-def _generate_umd(spec: str):
+def _generate_umd(spec: str, report: SplitReport):
     options = json.loads(spec)
-    report = SplitReport()
     yield from read_manifest(options["manifest"][0], report)
-    record_report(spec, report)
 
 
 def build_umd(manifest_paths, cache_dir: str | None = None, return_report: bool = False):

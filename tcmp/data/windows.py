@@ -3,7 +3,7 @@
 import pyarrow.compute as pc
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 
 
 LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")

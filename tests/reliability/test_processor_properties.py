@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tcmp import TCMPForEmotionPreRecognition, TCMPInputError
 from tcmp.presets import make_processor, tiny_config
-from tcmp.processing_tcmp import MAX_ABS_SAMPLE, MIN_AUDIO_SAMPLES, input_samples_needed, resample, to_mono_float
+from tcmp.audio_utils import MAX_ABS_SAMPLE, input_samples_needed, resample, to_mono_float
+from tcmp.processing_tcmp import MIN_AUDIO_SAMPLES
 
 RATES = st.sampled_from([8000, 16000, 22050, 44100, 48000])
 PROPERTY_SETTINGS = settings(

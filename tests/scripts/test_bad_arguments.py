@@ -9,8 +9,8 @@ import pytest
 import run_finetune
 import run_pretrain
 from tcmp.data import DataError
-from tcmp.preflight import ArgumentsError
-from tcmp.modeling_tcmp import could_be_hub_id
+from tcmp.errors import ArgumentsError
+from tcmp.checkpoints import could_be_hub_id
 
 from .conftest import REPO, TINY_DEMO, tiny_flags
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import run_main_job
-from tcmp.preflight import ArgumentsError
+from tcmp.errors import ArgumentsError
 
 
 def test_tiny_main_job_prints_the_table_and_pretraining_helps(tmp_path, capsys):

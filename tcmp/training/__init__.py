@@ -1,0 +1,42 @@
+"""
+What the training scripts share, by concern: `arguments` (flags and their parsing), `setup` (model, processor, data
+and collator), `trainer` (the Trainer, callbacks, train/evaluate/finish steps), `metrics` (`compute_metrics` of both
+tasks) and `reports` (per-class report, confusion matrix, model card).
+"""
+
+from .arguments import (
+    PLATEAU_DECAY,
+    DataArguments,
+    FinetuningArguments,
+    ModelArguments,
+    PretrainingArguments,
+    PretrainingDataArguments,
+    TCMPTrainingArguments,
+    check_selection_metric,
+    parse_arguments,
+)
+from .metrics import PreRecognitionMetrics, RetrievalMetrics, majority_baseline
+from .reports import describe_rule, model_card, write_prerecognition_report
+from .setup import CachedFeatureWindows, build_model_and_processor, data_collator, loading, training_texts
+from .trainer import (
+    DiskSpaceCallback,
+    SetEpochCallback,
+    TCMPPreTrainer,
+    TCMPTrainer,
+    evaluate_split,
+    final_evaluations,
+    finish_run,
+    parameter_groups,
+    selection_callbacks,
+    train_and_save,
+)
+
+
+__all__ = [
+    "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "ModelArguments", "PretrainingArguments",
+    "PretrainingDataArguments", "TCMPTrainingArguments", "check_selection_metric", "parse_arguments",
+    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "describe_rule", "model_card",
+    "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "data_collator", "loading",
+    "training_texts", "DiskSpaceCallback", "SetEpochCallback", "TCMPPreTrainer", "TCMPTrainer", "evaluate_split",
+    "final_evaluations", "finish_run", "parameter_groups", "selection_callbacks", "train_and_save",
+]

@@ -1,0 +1,256 @@
+"""The training scripts' arguments: model, data and `TrainingArguments` with the paper's defaults, and their parsing."""
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from ..checkpoints import require_folder_or_hub_id
+from ..configuration_tcmp import MODALITIES, STREAMS, check_encoder_chunk_size
+from ..errors import ArgumentsError
+
+
+@dataclass
+class ModelArguments:
+    """Where the model starts from (a TCMP checkpoint, two encoder folders, or a tiny random config) and its options."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A TCMP checkpoint folder (pre-trained or fine-tuned) to start from."}
+    )
+    text_encoder: str | None = field(
+        default=None, metadata={"help": "Local folder of a Transformers text encoder and its tokenizer (e.g. MiniLM)."}
+    )
+    audio_encoder: str | None = field(
+        default=None, metadata={"help": "Local folder of a Transformers speech encoder (HuBERT, wav2vec 2.0, WavLM)."}
+    )
+    text_only: bool = field(
+        default=False, metadata={"help": "Tiny random model without an audio encoder (used when no folder is given)."}
+    )
+    hidden_size: int | None = field(
+        default=None, metadata={"help": "Size d of a new model (default: 32 for tiny, else the text encoder's width)."}
+    )
+    dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model (config default: 0.1)."})
+    modality: str = field(default="all", metadata={"help": "Streams used.", "choices": list(MODALITIES)})
+    no_context: bool = field(default=False, metadata={"help": "Ablation: the predictor uses its query alone."})
+    freeze_encoders: bool = field(default=False, metadata={"help": "Keep both utterance encoders fixed."})
+    freeze_feature_encoder: bool = field(
+        default=False,
+        metadata={"help": "Keep the speech encoder's convolutional front end fixed (faster; the paper trains it)."},
+    )
+    num_negatives: int | None = field(
+        default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
+    )
+    encoder_chunk_size: str | None = field(
+        default=None,
+        metadata={
+            "help": "Utterances per encoder pass, sorted by length: a number, 0 for one pass, or 'auto' (the config "
+            "default: audio in chunks of 2 on CPU, everything else in one pass)."
+        },
+    )
+    max_text_length: int = field(default=60, metadata={"help": "Tokens kept per utterance (new processors)."})
+    max_audio_length: int = field(default=80000, metadata={"help": "Samples kept per utterance (new processors)."})
+    use_feature_cache: bool = field(
+        default=False, metadata={"help": "Encode every utterance once with the frozen encoders and train on the cache."}
+    )
+    feature_cache_dir: str | None = field(default=None, metadata={"help": "Where the feature cache is kept."})
+
+    def __post_init__(self):
+        if self.encoder_chunk_size is not None:
+            self.chunk_size()
+        if self.use_feature_cache and not self.freeze_encoders:
+            raise ArgumentsError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
+        if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
+            raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
+        for flag in ("model_name_or_path", "text_encoder", "audio_encoder"):
+            try:
+                if getattr(self, flag):
+                    require_folder_or_hub_id(getattr(self, flag))
+            except FileNotFoundError as error:
+                raise ArgumentsError(f"--{flag} {error}") from None
+
+    def config_overrides(self) -> dict:
+        """Config values this run sets on the model, whichever way it is built."""
+        overrides = {
+            "modality": self.modality,
+            "no_context": self.no_context,
+            "freeze_encoders": self.freeze_encoders,
+            "freeze_feature_encoder": self.freeze_feature_encoder,
+        }
+        for name in ("dropout", "num_negatives"):
+            if getattr(self, name) is not None:
+                overrides[name] = getattr(self, name)
+        if self.encoder_chunk_size is not None:
+            overrides["encoder_chunk_size"] = self.chunk_size()
+        return overrides
+
+    def chunk_size(self) -> int | str | None:
+        """`--encoder_chunk_size` as the config value (0, the flag's spelling of one pass, is None), by its rule."""
+        flag = self.encoder_chunk_size
+        if not (flag == "auto" or flag.isdigit()):
+            raise ArgumentsError(f"--encoder_chunk_size must be 'auto' or a whole number, got {flag!r}")
+        value = "auto" if flag == "auto" else int(flag) or None
+        try:
+            check_encoder_chunk_size(value)
+        except ValueError as error:
+            raise ArgumentsError(f"--encoder_chunk_size {flag}: {error}") from None
+        return value
+
+
+@dataclass
+class DataArguments:
+    """Which corpus to load (by name or path) and how much of it."""
+
+    dataset: str = field(
+        default="demo",
+        metadata={"help": "'demo', a MELD CSV folder, an IEMOCAP root, a UMD manifest or the original release."},
+    )
+    dataset_options: str | None = field(
+        default=None, metadata={"help": 'Extra loader options as JSON, e.g. \'{"media_dir": "clips"}\'.'}
+    )
+    allow_pickle: bool = field(
+        default=False, metadata={"help": "Allow reading the original release's joblib (pickle) files: trusted files only."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation rows."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Keep the first N test rows."})
+
+    def loader_options(self) -> dict:
+        options = json.loads(self.dataset_options) if self.dataset_options else {}
+        if not isinstance(options, dict):
+            raise ArgumentsError(f"--dataset_options must be a JSON object, got {self.dataset_options!r}")
+        if self.allow_pickle:
+            options["allow_pickle"] = True
+        return options
+
+    def truncate(self, splits: dict) -> dict:
+        """The splits with the --max_*_samples limits applied (`datasets.Dataset.select`)."""
+        limits = {"train": self.max_train_samples, "validation": self.max_eval_samples, "test": self.max_test_samples}
+        return {
+            name: split.select(range(min(limits[name], len(split)))) if limits.get(name) is not None else split
+            for name, split in splits.items()
+        }
+
+
+@dataclass
+class PretrainingDataArguments(DataArguments):
+    window: int = field(default=11, metadata={"help": "Utterances per pre-training window."})
+    stride: int = field(default=5, metadata={"help": "Start offset between windows (shifted each epoch)."})
+    retrieval_seed: int = field(default=0, metadata={"help": "Seed fixing the retrieval candidate sets of dev/test."})
+
+
+PLATEAU_DECAY = {"factor": 0.75, "patience": 0, "threshold": 0.0}
+"""The paper's rule: the learning rate times 0.75 after an evaluation without improvement."""
+
+
+@dataclass
+class TCMPTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the paper's defaults and a separate learning rate for the two utterance encoders."""
+
+    encoder_learning_rate: float = field(default=2e-6, metadata={"help": "Learning rate of the two utterance encoders."})
+    early_stopping_patience: int | None = field(
+        default=10, metadata={"help": "Evaluations without improvement before stopping (None: never stop early)."}
+    )
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping."})
+    lr_scheduler_type: SchedulerType | str = field(
+        default="reduce_lr_on_plateau", metadata={"help": "Default: × 0.75 after each epoch without improvement."}
+    )
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: dict(PLATEAU_DECAY), metadata={"help": "Options of the LR scheduler, as JSON."}
+    )
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one always is)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best dev checkpoint."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether the selection metric grows."})
+    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Logging integrations."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay False: the collator reads the text and audio columns."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=True, metadata={"help": "Ablated streams and short contexts leave parameters unused in some steps."}
+    )
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True, metadata={"help": "Resume the early-stopping counter too."}
+    )
+    min_free_disk_gb: float = field(
+        default=1.0,
+        metadata={"help": "Free space (GB) the output folder's disk must have at start; the run stops at once otherwise."},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder to continue from, or 'last': the newest complete one in --output_dir."},
+    )
+    do_train: bool = field(default=True, metadata={"help": "Train on the training split."})
+    do_eval: bool = field(default=True, metadata={"help": "Evaluate the final model on the validation split."})
+    do_predict: bool = field(default=True, metadata={"help": "Evaluate the final model once on the test split."})
+
+    def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            self.use_cpu = True  # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPUs
+        if self.remove_unused_columns:
+            raise ArgumentsError("--remove_unused_columns must be False: TCMPDataCollator needs the raw text/audio columns")
+        for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, flag) < 1:
+                raise ArgumentsError(f"--{flag} must be at least 1, got {getattr(self, flag)}")
+        if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ArgumentsError(
+                f"--num_train_epochs must be above 0 (or give --max_steps), got {self.num_train_epochs}: nothing would train"
+            )
+        super().__post_init__()
+        if self.lr_scheduler_type == SchedulerType.REDUCE_ON_PLATEAU:
+            self.lr_scheduler_kwargs = {"mode": "max" if self.greater_is_better else "min", **self.lr_scheduler_kwargs}
+
+
+@dataclass
+class PretrainingArguments(TCMPTrainingArguments):
+    learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of the new layers."})
+    num_train_epochs: float = field(default=30.0, metadata={"help": "Training epochs (paper: up to 30)."})
+    metric_for_best_model: str | None = field(
+        default="text_r1@11", metadata={"help": "Dev metric that selects the checkpoint (paper: text R1@11)."}
+    )
+
+
+@dataclass
+class FinetuningArguments(TCMPTrainingArguments):
+    learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of the new layers."})
+    num_train_epochs: float = field(default=50.0, metadata={"help": "Training epochs (paper: up to 50)."})
+    metric_for_best_model: str | None = field(
+        default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
+    )
+
+
+def check_selection_metric(args: TrainingArguments, streams) -> None:
+    """A retrieval selection metric must name a stream the model has (an audio-only model has no text R1@11)."""
+    stream = args.metric_for_best_model.removeprefix("eval_").split("_")[0]
+    if stream in STREAMS and stream not in streams:
+        raise ArgumentsError(
+            f"--metric_for_best_model {args.metric_for_best_model} needs the {stream} stream, but the model has "
+            f"{list(streams)}: choose e.g. {streams[0]}_r1@11"
+        )
+
+
+def parse_arguments(dataclass_types, argv=None) -> tuple:
+    """
+    Command-line flags, or one `.json`/`.yaml` file holding them all. A value the argument classes refuse (ours or
+    `TrainingArguments`') is an `ArgumentsError` with their message.
+    """
+    parser = HfArgumentParser(dataclass_types)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    arguments_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    if arguments_file and not os.path.isfile(arguments_file):
+        raise ArgumentsError(f"no such arguments file: {arguments_file}")
+    try:
+        if arguments_file is None:
+            return parser.parse_args_into_dataclasses(args=argv)
+        if arguments_file.endswith(".json"):
+            return parser.parse_json_file(os.path.abspath(arguments_file))
+        return parser.parse_yaml_file(os.path.abspath(arguments_file))
+    except ArgumentsError:
+        raise
+    except (ValueError, yaml.YAMLError) as error:
+        raise ArgumentsError(f"{arguments_file}: {error}" if arguments_file else str(error)) from None

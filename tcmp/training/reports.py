@@ -1,0 +1,98 @@
+"""What a run writes besides checkpoints and metrics: the per-class report, the confusion matrix and the model card."""
+
+import os
+
+import numpy as np
+
+from ..metrics import format_per_class_table, plot_confusion_matrix
+from .arguments import TCMPTrainingArguments
+from .metrics import PreRecognitionMetrics
+
+
+def write_prerecognition_report(
+    output_dir: str, split: str, prediction_output, metrics: PreRecognitionMetrics
+) -> str:
+    """Per-class table (returned, and written to `{split}_per_class.txt`) and `{split}_confusion_matrix.png`."""
+    logits = prediction_output.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    result = metrics.compute(np.argmax(logits, axis=-1), prediction_output.label_ids)
+    table = format_per_class_table(result, metrics.label_names)
+    with open(os.path.join(output_dir, f"{split}_per_class.txt"), "w", encoding="utf-8") as handle:
+        handle.write(table + "\n")
+    plot_confusion_matrix(
+        result["confusion_matrix"],
+        metrics.label_names,
+        os.path.join(output_dir, f"{split}_confusion_matrix.png"),
+        title=f"{split}: WA {result['wa']:.3f}  AA {result['aa']:.3f}  F1 {result['f1']:.3f}",
+    )
+    return table
+
+
+def describe_rule(rule) -> str:
+    """The reconstruction rule of a build's report (`BuildReport.rule`), in words."""
+    return rule.describe() if rule is not None else "not recorded by the dataset build"
+
+
+def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArguments, results: dict, extra: str = "") -> str:
+    """A model card (`README.md`) with the dataset and its reconstruction rule, the settings and the eval/test results."""
+    config = model.config
+    results = {
+        name: value for name, value in results.items()
+        if name.startswith(("eval_", "test_")) and not name.endswith(("_runtime", "_per_second"))
+    }
+    encoders = ", ".join(
+        f"{kind}: {sub.model_type} ({sub.num_hidden_layers} layers, width {sub.hidden_size})"
+        for kind, sub in (("text", config.text_config), ("audio", config.audio_config))
+        if sub is not None
+    )
+    settings = {
+        "encoders": encoders,
+        "hidden size d": config.hidden_size,
+        "modality": config.modality,
+        "no_context": config.no_context,
+        "freeze_encoders": config.freeze_encoders,
+        "freeze_feature_encoder": config.freeze_feature_encoder,
+        "learning rate (new layers / encoders)": f"{args.learning_rate:g} / {args.encoder_learning_rate:g}",
+        "optimizer": f"{getattr(args.optim, 'value', args.optim)}, weight decay {args.weight_decay:g}, clipping {args.max_grad_norm:g}",
+        "LR schedule": f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs or ''}",
+        "batch size per device × accumulation": f"{args.per_device_train_batch_size} × {args.gradient_accumulation_steps}",
+        "epochs (max) / early-stopping patience": f"{args.num_train_epochs:g} / {args.early_stopping_patience}",
+        "model selection": f"dev {args.metric_for_best_model}",
+        "seed": args.seed,
+    }
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [tcmp, emotion-pre-recognition, multimodal]",
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "TCMP (Ju et al., CIKM 2023) emotion pre-recognition: the emotion of the next utterance of a conversation, "
+        "predicted from the earlier ones only. Load it with `import tcmp` and the Auto classes, or with "
+        "`trust_remote_code=True`.",
+        "",
+        "## Dataset",
+        "",
+        dataset,
+        "",
+        "## Reconstruction rule",
+        "",
+        rule,
+        "",
+        "## Settings",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in settings.items()],
+        "",
+        "## Results",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in results.items()],
+        "",
+    ]
+    if extra:
+        lines += [extra, ""]
+    return "\n".join(lines)
