@@ -45,6 +45,10 @@ class ModelArguments:
     num_negatives: int | None = field(
         default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
     )
+    gather_negatives: bool = field(
+        default=True,
+        metadata={"help": "Under several processes, every process's utterances are negatives (False: its own batch's)."},
+    )
     encoder_chunk_size: str | None = field(
         default=None,
         metadata={
@@ -80,6 +84,7 @@ class ModelArguments:
             "no_context": self.no_context,
             "freeze_encoders": self.freeze_encoders,
             "freeze_feature_encoder": self.freeze_feature_encoder,
+            "gather_negatives": self.gather_negatives,
         }
         for name in ("dropout", "num_negatives"):
             if getattr(self, name) is not None:
