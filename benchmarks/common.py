@@ -60,11 +60,11 @@ def benchmark_processor():
     return make_processor(word_tokenizer(text for texts in demo_pretraining_dialogues()["text"] for text in texts))
 
 
-def benchmark_config(processor, **kwargs) -> TCMPConfig:
-    """BERT 6 layers × 384 and HuBERT 4 layers × 384 (tcmp.presets), d = 384."""
+def benchmark_config(processor, feat_extract_norm: str = "layer", **kwargs) -> TCMPConfig:
+    """BERT 6 layers × 384 and HuBERT 4 layers × 384 (tcmp.presets; `feat_extract_norm` its front end), d = 384."""
     return TCMPConfig(
         text_config=benchmark_text_config(len(processor.tokenizer)),
-        audio_config=benchmark_audio_config(),
+        audio_config=benchmark_audio_config(feat_extract_norm),
         hidden_size=384,
         **kwargs,
     )

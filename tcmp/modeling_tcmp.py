@@ -478,7 +478,11 @@ class TCMPModel(TCMPPreTrainedModel):
             audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
         inputs = {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
         auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
-        return self._encode_in_length_chunks(self._pooled_audio, inputs, audio_attention_mask, auto_chunk_size)
+        # a group-norm front end (HuBERT-base, wav2vec 2.0-base) normalises over the padded time axis too
+        equal_lengths = getattr(self.config.audio_config, "feat_extract_norm", None) == "group"
+        return self._encode_in_length_chunks(
+            self._pooled_audio, inputs, audio_attention_mask, auto_chunk_size, equal_lengths
+        )
 
     def _pooled_audio(self, input_values, audio_attention_mask) -> torch.Tensor:
         with self._encoder_grad():
@@ -487,28 +491,34 @@ class TCMPModel(TCMPPreTrainedModel):
             return masked_max_mean_pool(hidden, frame_mask)
 
     def _encode_in_length_chunks(
-        self, encode, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None
+        self, encode, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None, equal_lengths: bool = False
     ) -> torch.Tensor:
         """
         `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time
         (`auto_chunk_size` when that is `"auto"`; `None`: one pass), each chunk cut to its own longest utterance (when
-        the chunk is right-padded); rows come back in input order.
+        the chunk is right-padded); rows come back in input order. `equal_lengths`: a chunk only holds utterances of
+        one length, so none is padded against another (for encoders whose output depends on the padding).
         """
         chunk_size = self.config.encoder_chunk_size
         if chunk_size == "auto":
             chunk_size = auto_chunk_size
-        if chunk_size is None or mask.shape[0] <= chunk_size:
+        mixes_lengths = equal_lengths and not bool(mask.all())
+        if not mixes_lengths and (chunk_size is None or mask.shape[0] <= chunk_size):
             return encode(**inputs)
         lengths = mask.sum(dim=1)
         order = lengths.argsort(stable=True)
+        groups = [order]
+        if equal_lengths:
+            groups = order.split(lengths[order].unique_consecutive(return_counts=True)[1].tolist())
         pieces = []
-        for rows in order.split(chunk_size):
-            longest = max(int(lengths[rows].max()), 1)
-            if mask[rows, longest:].any():
-                longest = mask.shape[1]
-            pieces.append(
-                encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()})
-            )
+        for group in groups:
+            for rows in group.split(chunk_size or len(group)):
+                longest = max(int(lengths[rows].max()), 1)
+                if mask[rows, longest:].any():
+                    longest = mask.shape[1]
+                pieces.append(
+                    encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()})
+                )
         return torch.cat(pieces)[order.argsort(stable=True)]
 
     def encode_utterances(

@@ -26,8 +26,11 @@ def tiny_text_config(vocab_size: int, hidden_size: int = 32, num_layers: int = 2
     )
 
 
-def tiny_audio_config(hidden_size: int = 32, num_layers: int = 2) -> HubertConfig:
-    """A HuBERT with a 3-layer convolutional front end (stride 320, like HuBERT-base) and layer norms."""
+def tiny_audio_config(hidden_size: int = 32, num_layers: int = 2, feat_extract_norm: str = "layer") -> HubertConfig:
+    """
+    A HuBERT with a 3-layer convolutional front end (stride 320, like HuBERT-base): layer norms (HuBERT-large style)
+    or, with `feat_extract_norm="group"`, HuBERT-base's group-norm front end (no conv bias, post-layer-norm encoder).
+    """
     return HubertConfig(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
@@ -38,10 +41,18 @@ def tiny_audio_config(hidden_size: int = 32, num_layers: int = 2) -> HubertConfi
         conv_stride=(5, 8, 8),
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
+        **_front_end(feat_extract_norm),
         mask_time_prob=0.0,
     )
+
+
+def _front_end(feat_extract_norm: str) -> dict:
+    """HubertConfig fields of a layer-norm (HuBERT-large style) or group-norm (HuBERT-base style) speech front end."""
+    if feat_extract_norm == "layer":
+        return {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
+    if feat_extract_norm == "group":
+        return {"feat_extract_norm": "group", "do_stable_layer_norm": False, "conv_bias": False}
+    raise ValueError(f"feat_extract_norm must be 'layer' or 'group', got {feat_extract_norm!r}")
 
 
 def benchmark_text_config(vocab_size: int) -> BertConfig:
@@ -51,25 +62,32 @@ def benchmark_text_config(vocab_size: int) -> BertConfig:
     )
 
 
-def benchmark_audio_config() -> HubertConfig:
-    """The benchmarks' stated audio encoder: HuBERT (base front end), 4 layers, 384 wide."""
+def benchmark_audio_config(feat_extract_norm: str = "layer") -> HubertConfig:
+    """
+    The benchmarks' stated audio encoder: HuBERT (base front end), 4 layers, 384 wide; layer norms, or HuBERT-base's
+    group-norm front end with `feat_extract_norm="group"`.
+    """
     return HubertConfig(
         hidden_size=384,
         num_hidden_layers=4,
         num_attention_heads=6,
         intermediate_size=1536,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
+        **_front_end(feat_extract_norm),
         mask_time_prob=0.0,
     )
 
 
-def tiny_config(vocab_size: int, text: bool = True, audio: bool = True, **kwargs) -> TCMPConfig:
-    """A tiny random TCMP config (hidden size 32 unless given) for tests, demos and smoke runs."""
+def tiny_config(
+    vocab_size: int, text: bool = True, audio: bool = True, feat_extract_norm: str = "layer", **kwargs
+) -> TCMPConfig:
+    """
+    A tiny random TCMP config (hidden size 32 unless given) for tests, demos and smoke runs; `feat_extract_norm`
+    picks the speech front end ("layer" or HuBERT-base's "group").
+    """
     kwargs.setdefault("hidden_size", 32)
     return TCMPConfig(
         text_config=tiny_text_config(vocab_size) if text else None,
-        audio_config=tiny_audio_config() if audio else None,
+        audio_config=tiny_audio_config(feat_extract_norm=feat_extract_norm) if audio else None,
         **kwargs,
     )
 

@@ -20,9 +20,19 @@ def processor(tokenizer):
     return make_processor(tokenizer)
 
 
+FRONT_ENDS = ("layer", "group")
+"""Speech front ends (`feat_extract_norm`): layer norms (HuBERT-large style), group norm (HuBERT-base style)."""
+
+
 @pytest.fixture
 def config(tokenizer):
     return tiny_config(len(tokenizer), num_labels=3, dropout=0.0)
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def config_each_front_end(tokenizer, request):
+    """`config` with each speech front end, for results that must not depend on the batch."""
+    return tiny_config(len(tokenizer), num_labels=3, dropout=0.0, feat_extract_norm=request.param)
 
 
 def random_dialogues(seed: int, lengths, text=True, audio=True):

@@ -111,8 +111,8 @@ def test_masked_pooling_ignores_padding():
     assert torch.equal(masked_max_mean_pool(hidden, torch.zeros(2, 5)), torch.zeros(2, 4))
 
 
-def test_more_padding_changes_nothing(config, make_batch):
-    model = TCMPModel(config).eval()
+def test_more_padding_changes_nothing(config_each_front_end, make_batch):
+    model = TCMPModel(config_each_front_end).eval()
     dialogue = random_dialogues(7, [3])
     long_neighbour = random_dialogues(8, [5])
     long_neighbour[0][0]["text"] = " ".join(["hello"] * 40)
@@ -187,13 +187,44 @@ def test_attention_window_limits_what_is_attended(tokenizer, make_batch):
     assert not torch.allclose(a[6:], b[6:])
 
 
-def test_batch_equals_each_dialogue_alone(config, make_batch):
-    model = TCMPForEmotionPreRecognition(config).eval()
+def test_batch_equals_each_dialogue_alone(config_each_front_end, make_batch):
+    model = TCMPForEmotionPreRecognition(config_each_front_end).eval()
     dialogues = random_dialogues(11, [4, 1, 7, 2])
     together = model(**make_batch(dialogues)).logits
     for i, dialogue in enumerate(dialogues):
         alone = model(**make_batch([dialogue])).logits
         assert torch.allclose(together[i], alone[0], atol=1e-5)
+
+
+def test_pretraining_batch_equals_each_dialogue_alone(config_each_front_end, make_batch):
+    model = TCMPForPreTraining(config_each_front_end).eval()
+    dialogues = random_dialogues(18, [4, 3, 6])
+    together = model(**make_batch(dialogues))
+    for i, dialogue in enumerate(dialogues):
+        alone = model(**make_batch([dialogue]))
+        rows = together.prediction_dialogue_ids == i
+        assert rows.sum() == len(dialogue) - 2
+        assert torch.allclose(together.predicted_embeds[rows], alone.predicted_embeds, atol=1e-5)
+        assert torch.allclose(together.target_embeds[rows], alone.target_embeds, atol=1e-5)
+
+
+def test_group_norm_front_end_never_encodes_padding(tokenizer, make_batch):
+    model = TCMPModel(tiny_config(len(tokenizer), feat_extract_norm="group", encoder_chunk_size=None)).eval()
+    dialogues = random_dialogues(19, [3, 4])
+    dialogues[1][0]["audio"] = dialogues[0][2]["audio"][::-1].copy()  # two utterances of one length share a pass
+    dialogues[1][3]["audio"] = dialogues[0][2]["audio"][:1000].copy()
+    calls = []
+    model.audio_model.register_forward_hook(
+        lambda module, args, kwargs, out: calls.append((args[0].shape, bool(kwargs["attention_mask"].all()))),
+        with_kwargs=True,
+    )
+    batch = make_batch(dialogues)
+    together = model(**batch).audio_embeds[batch["utterance_mask"]]
+    assert len(calls) == 6 and all(unpadded for _, unpadded in calls)  # 7 utterances, 6 lengths
+    assert sorted(shape for shape, _ in calls)[0] == (1, 1000) and sum(shape[0] for shape, _ in calls) == 7
+    flat = [u for dialogue in dialogues for u in dialogue]
+    for utterance, vector in zip(flat, together):
+        assert torch.allclose(model(**make_batch([[utterance]])).audio_embeds[0, 0], vector, atol=1e-5)
 
 
 def test_context_of_one_utterance_works_and_zero_is_an_error(config, make_batch):

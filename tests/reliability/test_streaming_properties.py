@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tcmp.streaming import StreamingPreRecognizer
+from tests.conftest import FRONT_ENDS
 from tests.streaming.test_streaming import LABELS, full_logits, make_model
 
 SESSIONS = ("a", "b", "c")
@@ -106,10 +107,11 @@ def check_prediction(prediction, model, processor, dialogue):
     torch.testing.assert_close(prediction.logits, full_logits(model, processor, dialogue), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations())
-def test_streaming_under_hostile_turns_equals_the_full_model(tokenizer, processor, steps):
-    model = _model(tokenizer, attention_window=2)
+def test_streaming_under_hostile_turns_equals_the_full_model(tokenizer, processor, front_end, steps):
+    model = _model(tokenizer, attention_window=2, feat_extract_norm=front_end)
     recognizer = StreamingPreRecognizer(model, processor)
     dialogues = {}
     for step in steps:

@@ -10,28 +10,40 @@ import tcmp
 from tcmp.collator import TCMPDataCollator
 from tcmp.feature_cache import cached_feature_dataset
 from tcmp.presets import make_processor, tiny_config
-from tests.conftest import random_dialogues
+from tests.conftest import FRONT_ENDS, random_dialogues
 
 
-def prerecognition_rows(seed, count):
-    """Rows shaped like the pre-recognition datasets (text-only: no audio paths), sharing utterances across rows."""
-    dialogue = random_dialogues(seed, [count + 3], audio=False)[0]
+def prerecognition_rows(seed, count, audio_folder=None):
+    """
+    Rows shaped like the pre-recognition datasets, sharing utterances across rows: text-only (no audio paths), or
+    with each utterance's audio in a WAV file of `audio_folder`.
+    """
+    dialogue = random_dialogues(seed, [count + 3], audio=audio_folder is not None)[0]
+    paths = [None] * len(dialogue)
+    if audio_folder is not None:
+        import soundfile
+
+        for i, utterance in enumerate(dialogue):
+            paths[i] = str(audio_folder / f"d{seed}_{i}.wav")
+            soundfile.write(paths[i], utterance["audio"], utterance["sampling_rate"], subtype="FLOAT")
     rows = {k: [] for k in ("sample_id", "dialogue_id", "utterance_id", "text", "speaker", "audio_path", "label")}
     for end in range(1, count + 1):
-        context = dialogue[max(0, end - 4) : end]
+        context = slice(max(0, end - 4), end)
         rows["sample_id"].append(f"d{seed}_{end}")
         rows["dialogue_id"].append(f"d{seed}")
         rows["utterance_id"].append(list(range(max(0, end - 4), end)))
-        rows["text"].append([u["text"] for u in context])
-        rows["speaker"].append([u["speaker"] for u in context])
-        rows["audio_path"].append([None] * len(context))
+        rows["text"].append([u["text"] for u in dialogue[context]])
+        rows["speaker"].append([u["speaker"] for u in dialogue[context]])
+        rows["audio_path"].append(paths[context])
         rows["label"].append(end % 3)
+    if audio_folder is not None:
+        rows["audio_start"] = rows["audio_end"] = [[None] * len(p) for p in rows["audio_path"]]
     return Dataset.from_dict(rows)
 
 
-def frozen_model(tokenizer, head=tcmp.TCMPForEmotionPreRecognition, **kwargs):
+def frozen_model(tokenizer, head=tcmp.TCMPForEmotionPreRecognition, audio=False, **kwargs):
     torch.manual_seed(1)
-    return head(tiny_config(len(tokenizer), audio=False, num_labels=3, freeze_encoders=True, dropout=0.1, **kwargs))
+    return head(tiny_config(len(tokenizer), audio=audio, num_labels=3, freeze_encoders=True, dropout=0.1, **kwargs))
 
 
 def train(model, rows, collate, steps=4, batch_size=3):
@@ -68,6 +80,20 @@ def test_fine_tuning_and_eval_equal_the_uncached_run(tokenizer, processor, tmp_p
         plain_logits = plain_model(**plain_collator(list(data["validation"]))).logits
         cached_logits = cached_model(**feature_collator(list(cached["validation"]))).logits
     torch.testing.assert_close(cached_logits, plain_logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_cached_audio_features_equal_the_uncached_run(tokenizer, processor, tmp_path, front_end):
+    data = DatasetDict(train=prerecognition_rows(4, 5, tmp_path), validation=prerecognition_rows(5, 6, tmp_path))
+    model = frozen_model(tokenizer, audio=True, feat_extract_norm=front_end).eval()
+    cached, feature_collator = cached_feature_dataset(data, model, processor, cache_dir=str(tmp_path), batch_size=4)
+    assert feature_collator.audio_features.shape[0] == 5 + 6  # distinct utterances of both splits
+    plain_collator = TCMPDataCollator.for_model(processor, model.config)
+    with torch.no_grad():
+        for split in ("train", "validation"):
+            plain = model(**plain_collator(list(data[split]))).logits
+            fast = model(**feature_collator(list(cached[split]))).logits
+            torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
 
 
 def test_pretraining_batches_equal_the_uncached_run(tokenizer, processor, tmp_path):

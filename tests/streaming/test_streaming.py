@@ -7,7 +7,7 @@ import torch
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.presets import tiny_config
 from tcmp.streaming import StreamingPreRecognizer
-from tests.conftest import random_dialogues
+from tests.conftest import FRONT_ENDS, random_dialogues
 
 
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}
@@ -23,19 +23,22 @@ def full_logits(model, processor, dialogue):
         return model(**processor([dialogue])).logits[0]
 
 
+CASES = [
+    ((True, True), {}),
+    ((True, True), {"attention_window": None}),
+    ((True, True), {"attention_window": 2}),
+    ((True, False), {}),
+    ((True, False), {"attention_window": None}),
+    ((False, True), {"attention_window": 3}),
+    ((True, True), {"no_context": True}),
+    ((True, True), {"modality": "text2audio"}),
+    ((True, True), {"modality": "audio", "attention_window": 1}),
+]
+
+
 @pytest.mark.parametrize(
     "modalities, options",
-    [
-        ((True, True), {}),
-        ((True, True), {"attention_window": None}),
-        ((True, True), {"attention_window": 2}),
-        ((True, False), {}),
-        ((True, False), {"attention_window": None}),
-        ((False, True), {"attention_window": 3}),
-        ((True, True), {"no_context": True}),
-        ((True, True), {"modality": "text2audio"}),
-        ((True, True), {"modality": "audio", "attention_window": 1}),
-    ],
+    CASES + [(m, {**o, "feat_extract_norm": "group"}) for m, o in CASES if m[1]],  # each speech front end
 )
 def test_equals_full_model_at_every_turn(tokenizer, processor, modalities, options):
     text, audio = modalities
@@ -52,8 +55,9 @@ def test_equals_full_model_at_every_turn(tokenizer, processor, modalities, optio
         assert prediction.probabilities["neutral"] == pytest.approx(float(probabilities[1]), abs=1e-5)
 
 
-def test_sessions_in_one_batch_equal_separate_runs(tokenizer, processor):
-    model = make_model(tokenizer)
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_sessions_in_one_batch_equal_separate_runs(tokenizer, processor, front_end):
+    model = make_model(tokenizer, feat_extract_norm=front_end)
     dialogues = random_dialogues(5, [9, 4, 7])
     batched, alone = StreamingPreRecognizer(model, processor), StreamingPreRecognizer(model, processor)
     for turn in range(9):
