@@ -244,6 +244,8 @@ class TCMPPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("text", "audio")
     supports_gradient_checkpointing = True
+    _no_split_modules = ["TCMPUtteranceProjection", "TCMPDialogueContext", "TCMPForthcomingPredictor"]
+    """FSDP/device-map units: TCMP's blocks; `post_init` adds the encoders' own (`BertLayer`, `HubertEncoderLayer`...)."""
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
