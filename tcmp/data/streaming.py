@@ -1,19 +1,19 @@
 """
 Pre-training windows streamed from sharded UMD-style JSON Lines manifests, for corpora larger than memory or disk.
 
-Nothing is materialised: each shard is read line by line (`read_manifest`: the same checks as `build_umd`, within
-a shard), each dialogue is cut into windows on the fly by the rule of `PretrainingWindows` (`window_starts`), and
-at most `shuffle_buffer` windows are held at a time.
+Nothing is materialised: each shard is read line by line (`read_manifest`: the checks of `build_umd`, except for
+duplicate ids, which would need every id in memory), each dialogue is cut into windows on the fly by the rule of
+`PretrainingWindows` (`window_starts`), and at most `shuffle_buffer` windows are held at a time. What is kept grows
+only with a shard's distinct audio files (each file's duration, checked once).
 """
 
 import glob
 import os
 from dataclasses import dataclass
 
-from datasets import Features, IterableDataset, Value
+from datasets import IterableDataset
 from datasets.distributed import split_dataset_by_node
 
-from .common import dialogue_features
 from .errors import DataError, MissingFileError
 from .umd import read_manifest
 from .windows import cut_window, window_starts
@@ -59,13 +59,9 @@ class WindowSchedule:
         self.epoch = int(epoch)
 
 
-def window_features() -> Features:
-    return Features({**dialogue_features(), "dialogue_index": Value("int64"), "window_start": Value("int32")})
-
-
 def _windows_of_shards(shards, schedule: WindowSchedule):
     for number, path in shards:
-        for line, dialogue in enumerate(read_manifest(path)):
+        for line, dialogue in enumerate(read_manifest(path, check_ids=False)):
             dialogue_index = (number << SHARD_BITS) | line
             for start in window_starts(len(dialogue["text"]), schedule.window, schedule.stride, schedule.offset):
                 yield cut_window(dialogue, start, schedule.window, dialogue_index)
@@ -83,6 +79,8 @@ def stream_pretraining_windows(
     """
     Windows of the dialogues of the manifest shards of `source` (see `manifest_shards`) as a `datasets`
     `IterableDataset` with one data source per shard, and the `WindowSchedule` whose `set_epoch` shifts them.
+    Rows are those of `PretrainingWindows` as plain Python values (no `Features` given: encoding every row into
+    Arrow types would triple the time and buy nothing, since the collator reads them as lists).
 
     `shuffle_buffer` > 0 shuffles the shard order and the windows through a buffer of that many (seeded by `seed`
     and the dataset's epoch). With `rank` and `world_size`, `split_dataset_by_node` keeps this process's shards
@@ -90,9 +88,7 @@ def stream_pretraining_windows(
     """
     schedule = WindowSchedule(window, stride, seed)
     shards = list(enumerate(manifest_shards(source)))
-    windows = IterableDataset.from_generator(
-        _windows_of_shards, features=window_features(), gen_kwargs={"shards": shards, "schedule": schedule}
-    )
+    windows = IterableDataset.from_generator(_windows_of_shards, gen_kwargs={"shards": shards, "schedule": schedule})
     if shuffle_buffer > 0:
         windows = windows.shuffle(seed=seed, buffer_size=shuffle_buffer)
     if world_size is not None and world_size > 1:
@@ -103,5 +99,5 @@ def stream_pretraining_windows(
 def stream_texts(source: str):
     """Every utterance transcript of the manifest shards of `source`, one at a time (for a word tokenizer)."""
     for path in manifest_shards(source):
-        for dialogue in read_manifest(path):
+        for dialogue in read_manifest(path, check_ids=False):
             yield from dialogue["text"]
