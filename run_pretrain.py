@@ -56,7 +56,9 @@ def streaming_data(model_args, data_args, training_args):
     manifests = {split: options.pop(split) for split in ("validation", "test") if split in options}
     unknown = sorted(set(options) - {"shuffle_buffer"})
     if unknown:
-        raise ArgumentsError(f"--dataset_options {', '.join(unknown)} do not apply to --streaming (validation, test, shuffle_buffer do)")
+        raise ArgumentsError(
+            f"--dataset_options {', '.join(unknown)} do not apply to --streaming (validation, test, shuffle_buffer do)"
+        )
     train, schedule = stream_pretraining_windows(
         data_args.dataset, data_args.window, data_args.stride, training_args.seed, options.get("shuffle_buffer", 1000)
     )
@@ -94,7 +96,8 @@ def main(argv=None, callbacks=()) -> dict:
         windows["train"] = stream
     for split, wanted in (("validation", training_args.do_eval), ("test", training_args.do_predict)):
         if wanted and split not in windows:
-            raise ArgumentsError(f"no {split} split in {data_args.dataset}: name one in --dataset_options, or pass --do_{'eval' if split == 'validation' else 'predict'} false")
+            flag = "--do_eval" if split == "validation" else "--do_predict"
+            raise ArgumentsError(f"no {split} split in {data_args.dataset}: name one in --dataset_options, or pass {flag} false")
     trainer = TCMPPreTrainer(
         model=model,
         args=training_args,
@@ -103,7 +106,11 @@ def main(argv=None, callbacks=()) -> dict:
         eval_dataset=windows.get("validation"),
         processing_class=processor,
         compute_metrics=RetrievalMetrics(streams, seed=data_args.retrieval_seed),
-        callbacks=[SetEpochCallback(schedule if data_args.streaming else windows["train"]), *selection_callbacks(training_args), *callbacks],
+        callbacks=[
+            SetEpochCallback(schedule if data_args.streaming else windows["train"]),
+            *selection_callbacks(training_args),
+            *callbacks,
+        ],
     )
 
     results = {}
