@@ -7,8 +7,8 @@ Pre-train TCMP (text–audio matching + forthcoming-utterance prediction) on unl
     accelerate launch --multi_gpu run_pretrain.py --dataset umd/manifest.jsonl --text_encoder bert --audio_encoder hubert ...
 
 Dialogues are cut into sliding windows (11 utterances, stride 5, offset shifted each epoch); the other dialogues'
-utterances of a batch are the negatives — per process under data parallelism (`accelerate launch --multi_gpu`), so
-the effective negative pool is the per-device batch. The dev split selects the checkpoint (text R1@11); the test
+utterances of a batch are the negatives — under data parallelism (`accelerate launch --multi_gpu`) those of every
+process (`--gather_negatives`, the default). The dev split selects the checkpoint (text R1@11); the test
 split is scored once at the end. With `--freeze_encoders --use_feature_cache` every distinct utterance is encoded
 once and the windows train on the cached features.
 """
@@ -19,7 +19,9 @@ import logging
 from transformers import set_seed
 
 from tcmp import TCMPForPreTraining
-from tcmp.data import PretrainingWindows, load_pretraining_dataset
+from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
+from tcmp.data.streaming import stream_pretraining_windows, stream_texts
+from tcmp.errors import ArgumentsError
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
     CachedFeatureWindows,
@@ -41,6 +43,30 @@ from tcmp.training import (
 )
 
 
+def streaming_data(model_args, data_args, training_args):
+    """
+    `--streaming`: the training windows streamed from the shards of --dataset, each process reading its own shards
+    (Accelerate assigns them: batches are not dispatched from process 0), and the validation/test dialogues of the
+    manifests that --dataset_options names (map-style, small).
+    """
+    if training_args.max_steps <= 0:
+        raise ArgumentsError("--streaming needs --max_steps: a stream has no length to count epochs by")
+    if model_args.use_feature_cache:
+        raise ArgumentsError("--streaming cannot be combined with --use_feature_cache (the cache encodes a whole corpus)")
+    options = data_args.loader_options()
+    manifests = {split: options.pop(split) for split in ("validation", "test") if split in options}
+    unknown = sorted(set(options) - {"shuffle_buffer"})
+    if unknown:
+        raise ArgumentsError(
+            f"--dataset_options {', '.join(unknown)} do not apply to --streaming (validation, test, shuffle_buffer do)"
+        )
+    train, schedule = stream_pretraining_windows(
+        data_args.dataset, data_args.window, data_args.stride, training_args.seed, options.get("shuffle_buffer", 1000)
+    )
+    training_args.accelerator_config.dispatch_batches = False
+    return train, schedule, data_args.truncate(dict(build_umd(manifests))) if manifests else {}
+
+
 def main(argv=None, callbacks=()) -> dict:
     """Run pre-training; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments(
@@ -50,8 +76,13 @@ def main(argv=None, callbacks=()) -> dict:
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
-    dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
-    model, processor = build_model_and_processor(model_args, TCMPForPreTraining, training_texts(dialogues["train"]))
+    if data_args.streaming:
+        stream, schedule, dialogues = streaming_data(model_args, data_args, training_args)
+        texts = stream_texts(data_args.dataset)
+    else:
+        dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
+        texts = training_texts(dialogues["train"])
+    model, processor = build_model_and_processor(model_args, TCMPForPreTraining, texts)
     streams = model.config.available_streams
     check_selection_metric(training_args, streams)
 
@@ -62,8 +93,14 @@ def main(argv=None, callbacks=()) -> dict:
     }
     if model_args.use_feature_cache:
         windows = {name: CachedFeatureWindows(split) for name, split in windows.items()}
+    if data_args.streaming:
+        windows["train"] = stream
+    for split, wanted in (("validation", training_args.do_eval), ("test", training_args.do_predict)):
+        if wanted and split not in windows:
+            flag = "--do_eval" if split == "validation" else "--do_predict"
+            raise ArgumentsError(f"no {split} split in {data_args.dataset}: name one in --dataset_options, or pass {flag} false")
     metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
-    callbacks = [SetEpochCallback(windows["train"]), *callbacks]
+    callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), *callbacks]
     trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)
 
     results = {}
@@ -78,9 +115,10 @@ def main(argv=None, callbacks=()) -> dict:
         data_args.dataset,
         "TCMP pre-trained on " + data_args.dataset,
         f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: "
-        + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
+        + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
+        + ("; train streamed from its manifest shards" if data_args.streaming else ""),
         f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
-        "negatives: the other dialogues' utterances of the batch (per process); retrieval metrics over the true "
+        "negatives: the other dialogues' utterances of the batch (of every process under data parallelism); retrieval metrics over the true "
         f"utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
     )
 

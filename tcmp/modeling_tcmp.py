@@ -300,6 +300,8 @@ class TCMPPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     accepts_loss_kwargs = False
     """The losses are means over the batch's predictions: `Trainer` must not pass `num_items_in_batch`."""
+    _no_split_modules = ["TCMPUtteranceProjection", "TCMPDialogueContext", "TCMPForthcomingPredictor"]
+    """FSDP/device-map units: TCMP's blocks; `post_init` adds the encoders' own (`BertLayer`, `HubertEncoderLayer`...)."""
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

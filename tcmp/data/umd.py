@@ -73,8 +73,12 @@ class _AudioChecker:
         return path
 
 
-def read_manifest(path: str, report: SplitReport | None = None):
-    """Yield the dialogue rows of a manifest (validated; relative audio paths resolved against its folder)."""
+def read_manifest(path: str, report: SplitReport | None = None, check_ids: bool = True):
+    """
+    Yield the dialogue rows of a manifest (validated; relative audio paths resolved against its folder). Without
+    `check_ids`, dialogue and utterance ids are not checked for duplicates, and memory stays flat however long the
+    manifest is (the check keeps every id).
+    """
     if not os.path.isfile(path):
         raise MissingFileError(f"manifest {path!r} does not exist")
     check_audio = _AudioChecker(os.path.dirname(os.path.abspath(path)))
@@ -88,9 +92,10 @@ def read_manifest(path: str, report: SplitReport | None = None):
         if not isinstance(entry, dict) or "utterances" not in entry or not isinstance(entry["utterances"], list):
             raise DataError(f"{where}: expected an object with an 'utterances' list")
         dialogue_id = _string(str(entry.get("dialogue_id", f"line{number}")), where, "dialogue_id")
-        if dialogue_id in seen:
-            raise DataError(f"{where}: duplicate dialogue_id {dialogue_id!r} (first at line {seen[dialogue_id]})")
-        seen[dialogue_id] = number
+        if check_ids:
+            if dialogue_id in seen:
+                raise DataError(f"{where}: duplicate dialogue_id {dialogue_id!r} (first at line {seen[dialogue_id]})")
+            seen[dialogue_id] = number
         if not entry["utterances"]:
             if report is not None:
                 report.skip("dialogue without utterances", where)
@@ -108,9 +113,10 @@ def read_manifest(path: str, report: SplitReport | None = None):
             if audio is not None:
                 audio = check_audio(audio, start, at)
             utterance_id = _string(str(utterance.get("id", f"{dialogue_id}_utt{index}")), at, "id")
-            if utterance_id in utterance_ids:
-                raise DataError(f"{at}: duplicate utterance id {utterance_id!r} (first at {utterance_ids[utterance_id]})")
-            utterance_ids[utterance_id] = f"line {number}, utterance {index}"
+            if check_ids:
+                if utterance_id in utterance_ids:
+                    raise DataError(f"{at}: duplicate utterance id {utterance_id!r} (first at {utterance_ids[utterance_id]})")
+                utterance_ids[utterance_id] = f"line {number}, utterance {index}"
             row["utterance_id"].append(utterance_id)
             row["text"].append(_string(utterance["text"], at, "text"))
             speaker = utterance.get("speaker")

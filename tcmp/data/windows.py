@@ -9,6 +9,22 @@ from ..errors import DataError
 LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
 
 
+def window_starts(n: int, window: int, stride: int, offset: int) -> list[int]:
+    """Starts of the windows of a dialogue of `n` utterances (the rule of `PretrainingWindows`)."""
+    if n <= window:
+        return [0]
+    last = n - window
+    return [min(offset + j * stride, last) for j in range(1 + last // stride)]
+
+
+def cut_window(dialogue: dict, start: int, window: int, dialogue_index: int) -> dict:
+    """The row of the window of `dialogue` that begins at utterance `start`."""
+    item = {key: value[start:start + window] if key in LIST_COLUMNS else value for key, value in dialogue.items()}
+    item["dialogue_index"] = dialogue_index
+    item["window_start"] = start
+    return item
+
+
 class PretrainingWindows(torch.utils.data.Dataset):
     """
     Windows of `window` consecutive utterances over the dialogues (rows) of `dialogues`, every `stride` utterances.
@@ -39,23 +55,13 @@ class PretrainingWindows(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int):
         self.epoch = int(epoch)
         offset = self.offset
-        index = []
-        for row, n in enumerate(self.lengths):
-            if n <= self.window:
-                index.append((row, 0))
-                continue
-            last = n - self.window
-            for j in range(1 + last // self.stride):
-                index.append((row, min(offset + j * self.stride, last)))
-        self.index = index
+        self.index = [
+            (row, start) for row, n in enumerate(self.lengths) for start in window_starts(n, self.window, self.stride, offset)
+        ]
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
         row, start = self.index[i]
-        dialogue = self.dialogues[row]
-        item = {key: value[start:start + self.window] if key in LIST_COLUMNS else value for key, value in dialogue.items()}
-        item["dialogue_index"] = row
-        item["window_start"] = start
-        return item
+        return cut_window(self.dialogues[row], start, self.window, row)

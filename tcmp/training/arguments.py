@@ -146,6 +146,14 @@ class PretrainingDataArguments(DataArguments):
     window: int = field(default=11, metadata={"help": "Utterances per pre-training window."})
     stride: int = field(default=5, metadata={"help": "Start offset between windows (shifted each epoch)."})
     retrieval_seed: int = field(default=0, metadata={"help": "Seed fixing the retrieval candidate sets of dev/test."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the training windows from --dataset (a JSON Lines manifest, a folder of *.jsonl shards or "
+            "a glob) without materialising it; needs --max_steps. --dataset_options may name 'validation' and "
+            "'test' manifests and a 'shuffle_buffer' (windows; default 1000)."
+        },
+    )
 
 
 PLATEAU_DECAY = {"factor": 0.75, "patience": 0, "threshold": 0.0}

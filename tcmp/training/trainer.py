@@ -51,7 +51,7 @@ class TCMPTrainer(Trainer):
             args=args,
             data_collator=collator,
             train_dataset=splits["train"] if args.do_train else None,
-            eval_dataset=splits["validation"],
+            eval_dataset=splits.get("validation"),
             processing_class=processor,
             compute_metrics=compute_metrics,
             callbacks=[*selection_callbacks(args), *callbacks],

@@ -8,6 +8,7 @@ GPUs the scripts then train with DDP over gloo on CPUs.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -23,19 +24,50 @@ from .conftest import REPO, tiny_flags
 ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_entry.py")
 
 
-def launch_two_processes(script, output_dir, *extra):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", ENTRY, script, *tiny_flags(output_dir, *extra),
-    ]
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(script, output_dir, *extra, machines=1) -> dict:
+    """
+    `script` under `accelerate launch` with 2 processes in all: on one machine, or as two machines (two process
+    groups of one process each) meeting over loopback. Both processes must end with the same metrics and weights;
+    returns what rank 0 wrote (`ddp_entry.py`).
+    """
+    port = str(free_port())
+    output_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    runs = []
+    for rank in range(machines):
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", str(machines), "--mixed_precision", "no", "--dynamo_backend", "no",
+        ]
+        if machines > 1:
+            command += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", port]
+        command += [ENTRY, script, *tiny_flags(output_dir, *extra)]
+        log = open(output_dir / f"machine{rank}.log", "w")
+        runs.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    try:
+        for run, _ in runs:
+            run.wait(timeout=600)
+    finally:
+        for run, log in runs:
+            run.kill()
+            log.close()
+    for rank, (run, _) in enumerate(runs):
+        assert run.returncode == 0, (output_dir / f"machine{rank}.log").read_text()[-3000:]
     ranks = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == ["2", "2"]
     assert ranks[0]["metrics"] == ranks[1]["metrics"] and ranks[0]["metrics"]
     assert ranks[0]["weights"] == ranks[1]["weights"] is not None
-    return ranks[0]["metrics"]
+    return ranks[0]
+
+
+def launch_two_processes(script, output_dir, *extra):
+    return launch(script, output_dir, *extra)["metrics"]
 
 
 @pytest.mark.slow
@@ -49,6 +81,15 @@ def test_two_processes_pretrain_then_finetune(tmp_path):
     )
     assert "test_wa" in metrics
     assert AutoModelForSequenceClassification.from_pretrained(finetune_dir).config.num_labels > 1
+    # the same two runs as two machines of one process each: the same metrics and weights as one machine
+    for script, output_dir, extra in (
+        ("run_pretrain", pretrain_dir, ["--num_train_epochs", "1", "--learning_rate", "1e-3"]),
+        ("run_finetune", finetune_dir, ["--model_name_or_path", str(pretrain_dir), "--num_train_epochs", "1"]),
+    ):
+        one = json.loads((output_dir / "rank0.json").read_text())
+        two = launch(script, output_dir.with_name(output_dir.name + "_two_machines"), *extra, machines=2)
+        assert two["metrics"] == one["metrics"]
+        assert two["weights"] == one["weights"]
 
 
 class Killed(Exception):
