@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
 
-from .collator import TCMPDataCollator
+from .collator import TCMPDataCollator, position_labels
 from .processing_tcmp import TCMPProcessor
 
 
@@ -83,8 +83,8 @@ def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: li
 class TCMPFeatureCollator:
     """
     Batches rows that carry `feature_index` (indices into the cached feature table, one per utterance) into model
-    inputs — `utterance_mask`, `text_features` / `audio_features`, `labels`, `dialogue_ids` — with no audio decoding
-    and no encoder pass.
+    inputs — `utterance_mask`, `text_features` / `audio_features`, `labels` (per position for per-dialogue rows),
+    `dialogue_ids` — with no audio decoding and no encoder pass.
     """
 
     text_features: torch.Tensor | None = None
@@ -102,6 +102,8 @@ class TCMPFeatureCollator:
             batch["audio_features"] = self.audio_features[flat]
         if "label" in rows[0]:
             batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+        elif "target_positions" in rows[0]:
+            batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
         if "dialogue_index" in rows[0]:
             batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
         return batch

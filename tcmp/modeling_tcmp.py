@@ -79,9 +79,11 @@ class TCMPPreRecognitionOutput(ModelOutput):
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
         Class-weighted cross-entropy of the next utterance's emotion.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-        Scores of the next utterance's emotion.
+        Scores of the next utterance's emotion; `(batch_size, num_utterances + 1, num_labels)` with per-position
+        labels (the scores of each position's utterance).
     forthcoming_embeds (`torch.FloatTensor` of shape `(batch_size, 3, hidden_size)`):
-        The stream vectors e^T, e^A, e^M the classifier saw (zeros for ablated or missing streams).
+        The stream vectors e^T, e^A, e^M the classifier saw (zeros for ablated or missing streams); one set per
+        position with per-position labels.
     """
 
     loss: torch.FloatTensor | None = None
@@ -710,7 +712,10 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         r"""
         utterance_mask (`(batch_size, num_utterances)`): the context utterances of each sample (at least one). The
             target utterance is never an input: the model predicts the emotion of the utterance after the context.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the target utterance's emotion id.
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, num_utterances + 1)`, *optional*): the
+            target utterance's emotion id; or, for per-dialogue training (`tcmp.data.prerecognition_dialogues`), the
+            emotion id of the utterance at each position t (-100 where t is not a target): every position is then
+            scored from the utterances before it, and the loss covers every target of the batch.
         """
         utterance_mask = self.tcmp._check_utterance_mask(
             utterance_mask, input_ids, input_values, text_features, audio_features
@@ -731,15 +736,34 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             text_features=text_features,
             audio_features=audio_features,
         )
+        if labels is not None and labels.dim() == 2:
+            return self._score_positions(outputs.forthcoming_embeds, labels)
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
-        loss = None
-        if labels is not None:
-            weight = None
-            if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = F.cross_entropy(logits, labels, weight=weight)
+        loss = None if labels is None else self._loss(logits, labels)
         return TCMPPreRecognitionOutput(loss=loss, logits=logits, forthcoming_embeds=forthcoming)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(Class-weighted) cross-entropy; labels of -100 are left out."""
+        weight = None
+        if self.config.class_weights is not None:
+            weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
+        return F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
+
+    def _score_positions(self, forthcoming_embeds: torch.Tensor, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
+        """Per-dialogue scoring: logits (B, T + 1, num_labels) from e_t at every position, loss over the targets."""
+        batch_size, positions = forthcoming_embeds.shape[:2]
+        if labels.shape != (batch_size, positions):
+            raise ValueError(
+                f"per-position labels must have shape (batch_size, num_utterances + 1) = {(batch_size, positions)}, "
+                f"got {tuple(labels.shape)}"
+            )
+        forthcoming, logits = self.classify(forthcoming_embeds.flatten(0, 1))
+        logits = logits.view(batch_size, positions, -1)
+        loss = self._loss(logits.flatten(0, 1), labels.flatten())
+        return TCMPPreRecognitionOutput(
+            loss=loss, logits=logits, forthcoming_embeds=forthcoming.view(batch_size, positions, *forthcoming.shape[1:])
+        )
 
 
 __all__ = [

@@ -158,6 +158,19 @@ class PretrainingDataArguments(DataArguments):
     retrieval_seed: int = field(default=0, metadata={"help": "Seed fixing the retrieval candidate sets of dev/test."})
 
 
+@dataclass
+class FinetuningDataArguments(DataArguments):
+    per_dialogue_training: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on dialogues instead of samples, each utterance encoded once per row and every target of "
+            "the row scored in one pass (tcmp.data.prerecognition_dialogues): 'exact' (each target sees exactly its "
+            "sample's context) or 'history' (the whole dialogue before it). Evaluation stays per sample.",
+            "choices": ["exact", "history"],
+        },
+    )
+
+
 PLATEAU_DECAY = {"factor": 0.75, "patience": 0, "threshold": 0.0}
 """The paper's rule: the learning rate times 0.75 after an evaluation without improvement."""
 

@@ -87,9 +87,11 @@ def load_prerecognition_dataset(source: str, **options):
 
 
 def load_pretraining_dataset(source: str, **options):
-    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
-    release file (`import_release`, kind umd) or a `save_to_disk` folder."""
+    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a MELD CSV
+    folder (its dialogues, text only, `build_meld_dialogues`), a joblib release file (`import_release`, kind umd) or
+    a `save_to_disk` folder."""
     from .demo import build_demo
+    from .meld import build_meld_dialogues
     from .release import import_release
     from .umd import build_umd
 
@@ -99,6 +101,8 @@ def load_pretraining_dataset(source: str, **options):
         return call_builder(build_demo, "demo", **options)[0]
     if kind == "umd":
         return call_builder(build_umd, "UMD manifest", source, **options)
+    if kind == "pmeld":
+        return call_builder(build_meld_dialogues, "MELD CSV folder", source, **options)
     if kind == "release":
         result = call_builder(import_release, "release file", source, allow_pickle=allow_pickle, **options)
         if "label" in next(iter(result.values())).column_names:
