@@ -9,6 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 MODALITIES = ("all", "text", "audio", "text2audio")
 STREAMS = ("text", "audio", "fused")
+TEXT_POOLINGS = ("max_mean", "normalized_mean")
 
 
 @strict
@@ -50,6 +51,10 @@ class TCMPConfig(PreTrainedConfig):
         fastest there in `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16: its convolutional front
         end is memory-bound on wide batches) and in one pass on accelerators; the text encoder in one pass (short
         texts; wider batches measured faster).
+    text_pooling (`str`, defaults to `"max_mean"`):
+        How a text utterance's token states become one vector: `"max_mean"`, the paper's average of max- and
+        mean-pooling; `"normalized_mean"`, mean-pooling then L2 normalisation, the pooling sentence encoders such as
+        all-MiniLM-L6-v2 are trained with (their frozen vectors are only meaningful pooled that way).
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -80,6 +85,7 @@ class TCMPConfig(PreTrainedConfig):
     freeze_encoders: bool = False
     freeze_feature_encoder: bool = False
     encoder_chunk_size: int | Literal["auto"] | None = "auto"
+    text_pooling: Literal["max_mean", "normalized_mean"] = "max_mean"
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -88,6 +94,8 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.num_negatives is not None and self.num_negatives < 1:
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
+        if self.text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"TCMPConfig.text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
         chunk_size = self.encoder_chunk_size
@@ -141,4 +149,4 @@ class TCMPConfig(PreTrainedConfig):
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",)}[self.modality]
 
 
-__all__ = ["TCMPConfig", "MODALITIES", "STREAMS"]
+__all__ = ["TCMPConfig", "MODALITIES", "STREAMS", "TEXT_POOLINGS"]

@@ -23,9 +23,14 @@ def _modalities(config) -> list[str]:
 
 
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
-    """SHA-256 over the encoders' configs and weights and the processor's settings (its config and vocabulary)."""
+    """
+    SHA-256 over the encoders' configs and weights, the processor's settings (its config and vocabulary) and the text
+    pooling when it is not the default one.
+    """
     base = model.base_model
     digest = hashlib.sha256()
+    if model.config.text_pooling != "max_mean":
+        digest.update(f"text_pooling={model.config.text_pooling}".encode())
     for encoder in (base.text_model, base.audio_model):
         if encoder is None:
             digest.update(b"none")

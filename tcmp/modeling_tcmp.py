@@ -103,6 +103,12 @@ def masked_max_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> tor
     return (maximum + mean) / 2
 
 
+def masked_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real positions of each row (a row with none gives zeros)."""
+    weights = mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
 def _without_pooler(encoder: PreTrainedModel) -> PreTrainedModel:
     """TCMP pools hidden states itself: an encoder's own pooler would hold untrained, unused weights."""
     if getattr(encoder, "pooler", None) is not None:
@@ -392,6 +398,8 @@ class TCMPModel(TCMPPreTrainedModel):
             hidden = self.text_model(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
+            if self.config.text_pooling == "normalized_mean":
+                return F.normalize(masked_mean_pool(hidden, attention_mask), dim=-1)
             return masked_max_mean_pool(hidden, attention_mask)
 
     def audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
@@ -775,4 +783,5 @@ __all__ = [
     "TCMPForPreTrainingOutput",
     "TCMPPreRecognitionOutput",
     "masked_max_mean_pool",
+    "masked_mean_pool",
 ]

@@ -23,7 +23,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from .collator import TCMPDataCollator
-from .configuration_tcmp import MODALITIES, STREAMS
+from .configuration_tcmp import MODALITIES, STREAMS, TEXT_POOLINGS
 from .metrics import (
     format_per_class_table,
     load_metric,
@@ -60,6 +60,14 @@ class ModelArguments:
     dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model (config default: 0.1)."})
     modality: str = field(default="all", metadata={"help": "Streams used.", "choices": list(MODALITIES)})
     no_context: bool = field(default=False, metadata={"help": "Ablation: the predictor uses its query alone."})
+    text_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text utterance pooling of a new model: max_mean (the paper's, the config default) or "
+            "normalized_mean (what sentence encoders such as MiniLM are trained with).",
+            "choices": list(TEXT_POOLINGS),
+        },
+    )
     freeze_encoders: bool = field(default=False, metadata={"help": "Keep both utterance encoders fixed."})
     freeze_feature_encoder: bool = field(
         default=False,
@@ -106,7 +114,7 @@ class ModelArguments:
             "freeze_encoders": self.freeze_encoders,
             "freeze_feature_encoder": self.freeze_feature_encoder,
         }
-        for name in ("dropout", "num_negatives"):
+        for name in ("dropout", "num_negatives", "text_pooling"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         if self.encoder_chunk_size == "auto":
