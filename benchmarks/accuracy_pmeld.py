@@ -2,6 +2,9 @@
 
     python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld
     python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld --seeds 0 1 2 --finetune_args "--learning_rate 1e-4"
+    python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld \
+        --pretrain "--hidden_size 384 --freeze_encoders --use_feature_cache --text_pooling normalized_mean" \
+        --finetune_args "--freeze_encoders --use_feature_cache --per_dialogue_training history --learning_rate 2e-4"
 
 Data: P-MELD from the MELD CSVs of `--meld` (`tcmp.data.build_pmeld`, the default rule, sentiment, text only), every
 split present (MELD's train and dev CSVs give train and validation).
@@ -170,7 +173,7 @@ def main():
     for name, result in rows:
         print(f"| {name} | " + " | ".join(f"{result[s][m]:.3f}" for s in splits for m in METRICS) + " |")
     if runs:
-        label = f"TCMP, {len(runs)} seeds (mean ± std)"
+        label = f"TCMP, {len(runs)} seed{'s' if len(runs) > 1 else ''} (mean ± std)"
         print(f"| {label} | " + " | ".join(mean_std(per_seed[s][m]) for s in splits for m in METRICS) + " |")
         for seed, run in zip(args.seeds, runs):
             seconds = " + ".join(f"{s:.0f}" for s in run["seconds"])
