@@ -19,12 +19,12 @@ import numpy as np
 from transformers import set_seed
 
 from tcmp import TCMPForEmotionPreRecognition
-from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset
+from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
-    DataArguments,
     FinetuningArguments,
+    FinetuningDataArguments,
     ModelArguments,
     PreRecognitionMetrics,
     TCMPTrainer,
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 def main(argv=None, callbacks=()) -> dict:
     """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
-    model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, FinetuningArguments), argv)
+    model_args, data_args, training_args = parse_arguments((ModelArguments, FinetuningDataArguments, FinetuningArguments), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
@@ -66,9 +66,15 @@ def main(argv=None, callbacks=()) -> dict:
     train_labels = np.asarray(samples["train"]["label"])
     model.set_class_weights(class_weights(train_labels, len(label_names)))
 
-    splits, collator = data_collator(model_args, samples, model, processor)
+    training_rows = dict(samples)
+    if data_args.per_dialogue_training:
+        training_rows["train_dialogues"] = prerecognition_dialogues(samples["train"], data_args.per_dialogue_training)
+    splits, collator = data_collator(model_args, training_rows, model, processor)
+    train_split = "train_dialogues" if data_args.per_dialogue_training else "train"
     metrics = PreRecognitionMetrics(label_names)
-    trainer = TCMPTrainer.for_splits(model, training_args, processor, collator, splits, metrics, callbacks)
+    trainer = TCMPTrainer.for_splits(
+        model, training_args, processor, collator, splits, metrics, callbacks, train_split=train_split
+    )
 
     results = {}
     if training_args.do_train:

@@ -7,12 +7,26 @@ import torch
 from .processing_tcmp import TCMPProcessor
 
 
+def position_labels(rows: list[dict], num_utterances: int) -> torch.Tensor:
+    """
+    `labels` of per-dialogue rows (`tcmp.data.prerecognition_dialogues`): (batch, num_utterances + 1), each row's
+    `target_labels` at its `target_positions`, -100 elsewhere.
+    """
+    labels = torch.full((len(rows), num_utterances + 1), -100, dtype=torch.long)
+    for i, row in enumerate(rows):
+        labels[i, torch.as_tensor(row["target_positions"], dtype=torch.long)] = torch.as_tensor(
+            row["target_labels"], dtype=torch.long
+        )
+    return labels
+
+
 @dataclass
 class TCMPDataCollator:
     """
     Turns rows with per-utterance lists (`text`, `audio_path`, `audio_start`, `audio_end`, `speaker`) into a batch:
     audio is decoded here, lazily, at the processor's sampling rate; the processor pads to the longest of the batch.
-    Rows with `label` give `labels`; rows with `dialogue_index` give `dialogue_ids` (for in-batch negatives).
+    Rows with `label` give `labels`; per-dialogue rows (`target_positions`, `target_labels`) give per-position
+    `labels`; rows with `dialogue_index` give `dialogue_ids` (for in-batch negatives).
     """
 
     processor: TCMPProcessor
@@ -53,6 +67,8 @@ class TCMPDataCollator:
         batch = self.processor([self.utterances(row) for row in rows])
         if "label" in rows[0]:
             batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+        elif "target_positions" in rows[0]:
+            batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
         if "dialogue_index" in rows[0]:
             batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
         return batch

@@ -9,6 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 MODALITIES = ("all", "text", "audio", "text2audio", "fused")
 STREAMS = ("text", "audio", "fused")
+TEXT_POOLINGS = ("max_mean", "normalized_mean")
 
 
 def check_encoder_chunk_size(chunk_size) -> None:
@@ -63,6 +64,10 @@ class TCMPConfig(PreTrainedConfig):
         against the utterances of every process (gathered with their gradients), not only its own batch's: more
         processes, more negatives. The losses are scaled so that the averaged gradients equal those of one process
         given the union of the batches. No effect in a single process.
+    text_pooling (`str`, defaults to `"max_mean"`):
+        How a text utterance's token states become one vector: `"max_mean"`, the paper's average of max- and
+        mean-pooling; `"normalized_mean"`, mean-pooling then L2 normalisation, the pooling sentence encoders such as
+        all-MiniLM-L6-v2 are trained with (their frozen vectors are only meaningful pooled that way).
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
 
@@ -94,6 +99,7 @@ class TCMPConfig(PreTrainedConfig):
     freeze_feature_encoder: bool = False
     encoder_chunk_size: int | Literal["auto"] | None = "auto"
     gather_negatives: bool = True
+    text_pooling: Literal["max_mean", "normalized_mean"] = "max_mean"
     class_weights: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -102,6 +108,8 @@ class TCMPConfig(PreTrainedConfig):
             raise ValueError(f"TCMPConfig.modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.num_negatives is not None and self.num_negatives < 1:
             raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
+        if self.text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"TCMPConfig.text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
         check_encoder_chunk_size(self.encoder_chunk_size)
@@ -147,4 +155,4 @@ class TCMPConfig(PreTrainedConfig):
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]
 
 
-__all__ = ["TCMPConfig", "MODALITIES", "STREAMS", "check_encoder_chunk_size"]
+__all__ = ["TCMPConfig", "MODALITIES", "STREAMS", "TEXT_POOLINGS", "check_encoder_chunk_size"]

@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
 
-from .collator import TCMPDataCollator
+from .collator import TCMPDataCollator, position_labels
 from .processing_tcmp import TCMPProcessor, utterance_mask
 
 
@@ -23,9 +23,14 @@ def _modalities(config) -> list[str]:
 
 
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
-    """SHA-256 over the encoders' configs and weights and the processor's settings (its config and vocabulary)."""
+    """
+    SHA-256 over the encoders' configs and weights, the processor's settings (its config and vocabulary) and the text
+    pooling when it is not the default one.
+    """
     base = model.base_model
     digest = hashlib.sha256()
+    if model.config.text_pooling != "max_mean":
+        digest.update(f"text_pooling={model.config.text_pooling}".encode())
     for encoder in (base.text_model, base.audio_model):
         if encoder is None:
             digest.update(b"none")
@@ -83,8 +88,8 @@ def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: li
 class TCMPFeatureCollator:
     """
     Batches rows that carry `feature_index` (indices into the cached feature table, one per utterance) into model
-    inputs — `utterance_mask`, `text_features` / `audio_features`, `labels`, `dialogue_ids` — with no audio decoding
-    and no encoder pass.
+    inputs — `utterance_mask`, `text_features` / `audio_features`, `labels` (per position for per-dialogue rows),
+    `dialogue_ids` — with no audio decoding and no encoder pass.
     """
 
     text_features: torch.Tensor | None = None
@@ -102,6 +107,8 @@ class TCMPFeatureCollator:
             batch["audio_features"] = self.audio_features[flat]
         if "label" in rows[0]:
             batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+        elif "target_positions" in rows[0]:
+            batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
         if "dialogue_index" in rows[0]:
             batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
         return batch

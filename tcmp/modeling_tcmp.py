@@ -129,9 +129,11 @@ class TCMPPreRecognitionOutput(ModelOutput):
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
         Class-weighted cross-entropy of the next utterance's emotion.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-        Scores of the next utterance's emotion.
+        Scores of the next utterance's emotion; `(batch_size, num_utterances + 1, num_labels)` with per-position
+        labels (the scores of each position's utterance).
     forthcoming_embeds (`torch.FloatTensor` of shape `(batch_size, 3, hidden_size)`):
-        The stream vectors e^T, e^A, e^M the classifier saw (zeros for ablated or missing streams).
+        The stream vectors e^T, e^A, e^M the classifier saw (zeros for ablated or missing streams); one set per
+        position with per-position labels.
     past_state (`TCMPDialogueState`, *optional*, returned with `use_cache=True`):
         The dialogues' causal state after the given utterances.
     """
@@ -152,6 +154,12 @@ def masked_max_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> tor
     maximum = hidden_states.masked_fill(~mask.unsqueeze(-1), lowest).amax(dim=1)
     maximum = torch.where(count > 0, maximum, torch.zeros_like(maximum))
     return (maximum + mean) / 2
+
+
+def masked_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real positions of each row (a row with none gives zeros)."""
+    weights = mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 def _without_pooler(encoder: PreTrainedModel) -> PreTrainedModel:
@@ -467,6 +475,8 @@ class TCMPModel(TCMPPreTrainedModel):
             hidden = self.text_model(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
+            if self.config.text_pooling == "normalized_mean":
+                return F.normalize(masked_mean_pool(hidden, attention_mask), dim=-1)
             return masked_max_mean_pool(hidden, attention_mask)
 
     def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
@@ -962,7 +972,10 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         utterance_mask (`(batch_size, num_utterances)`), **utterance_inputs: the context utterances of each sample,
             as `TCMPModel.forward`. The target utterance is never an input: the model predicts the emotion of the
             utterance after the context.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the target utterance's emotion id.
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, num_utterances + 1)`, *optional*): the
+            target utterance's emotion id; or, for per-dialogue training (`tcmp.data.prerecognition_dialogues`), the
+            emotion id of the utterance at each position t (-100 where t is not a target): every position is then
+            scored from the utterances before it, and the loss covers every target of the batch.
         past_state, use_cache: continue dialogues from an earlier call's state, or return their state after the
             given utterances (as `TCMPModel.forward`; the streaming predictor passes one utterance at a time).
         """
@@ -977,16 +990,35 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             )
         flat = base.encode_utterances(**utterance_inputs)
         outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
+        if labels is not None and labels.dim() == 2:
+            return self._score_positions(outputs.forthcoming_embeds, labels)
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
-        loss = None
-        if labels is not None:
-            weight = None
-            if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = F.cross_entropy(logits, labels, weight=weight)
+        loss = None if labels is None else self._loss(logits, labels)
         return TCMPPreRecognitionOutput(
             loss=loss, logits=logits, forthcoming_embeds=forthcoming, past_state=outputs.past_state
+        )
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(Class-weighted) cross-entropy; labels of -100 are left out."""
+        weight = None
+        if self.config.class_weights is not None:
+            weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
+        return F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
+
+    def _score_positions(self, forthcoming_embeds: torch.Tensor, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
+        """Per-dialogue scoring: logits (B, T + 1, num_labels) from e_t at every position, loss over the targets."""
+        batch_size, positions = forthcoming_embeds.shape[:2]
+        if labels.shape != (batch_size, positions):
+            raise ValueError(
+                f"per-position labels must have shape (batch_size, num_utterances + 1) = {(batch_size, positions)}, "
+                f"got {tuple(labels.shape)}"
+            )
+        forthcoming, logits = self.classify(forthcoming_embeds.flatten(0, 1))
+        logits = logits.view(batch_size, positions, -1)
+        loss = self._loss(logits.flatten(0, 1), labels.flatten())
+        return TCMPPreRecognitionOutput(
+            loss=loss, logits=logits, forthcoming_embeds=forthcoming.view(batch_size, positions, *forthcoming.shape[1:])
         )
 
 
@@ -1003,4 +1035,5 @@ __all__ = [
     "masked_max_mean_pool",
     "text_audio_matching_loss",
     "forthcoming_prediction_loss",
+    "masked_mean_pool",
 ]

@@ -1,5 +1,7 @@
 """The model: shapes, losses, gradients, masking, causality, batching, modality configs and errors."""
 
+import copy
+
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
@@ -109,6 +111,23 @@ def test_masked_pooling_ignores_padding():
     assert torch.allclose(pooled[0], (hidden[0, :3].max(0).values + hidden[0, :3].mean(0)) / 2)
     assert torch.allclose(pooled[1], hidden[1, 0])
     assert torch.equal(masked_max_mean_pool(hidden, torch.zeros(2, 5)), torch.zeros(2, 4))
+
+
+def test_normalized_mean_text_pooling_is_the_sentence_encoder_pooling(config):
+    pooled_config = copy.deepcopy(config)
+    pooled_config.text_pooling = "normalized_mean"
+    model = TCMPModel(pooled_config).eval()
+    input_ids = torch.randint(5, pooled_config.text_config.vocab_size, (2, 6))
+    attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    hidden = model.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    expected = torch.stack([hidden[0, :4].mean(0), hidden[1].mean(0)])
+    expected = expected / expected.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(model.pooled_text_features(input_ids, attention_mask), expected)
+    paper_pooling = TCMPModel(config).eval()
+    paper_pooling.load_state_dict(model.state_dict())
+    assert not torch.allclose(paper_pooling.pooled_text_features(input_ids, attention_mask), expected)
+    with pytest.raises((ValueError, StrictDataclassFieldValidationError), match="text_pooling"):
+        TCMPConfig(text_pooling="max")
 
 
 def test_more_padding_changes_nothing(config_each_front_end, make_batch):

@@ -7,9 +7,10 @@ from ..errors import AudioLoadError, DataError, MissingFileError, PickleRefusedE
 from .audio import extract_audio, load_audio
 from .common import BuildReport, SplitReport
 from .demo import build_demo
+from .dialogue_targets import prerecognition_dialogues
 from .iemocap import build_piem
 from .loading import load_prerecognition_dataset, load_pretraining_dataset
-from .meld import build_pmeld
+from .meld import build_meld_dialogues, build_pmeld
 from .release import import_release
 from .rule import ReconstructionRule, make_samples
 from .stats import PAPER_TABLE1, dataset_stats, format_stats
@@ -18,7 +19,7 @@ from .windows import PretrainingWindows
 
 __all__ = [
     "AudioLoadError", "BuildReport", "DataError", "MissingFileError", "PAPER_TABLE1", "PickleRefusedError",
-    "PretrainingWindows", "ReconstructionRule", "SplitReport", "build_demo", "build_piem", "build_pmeld", "build_umd",
+    "PretrainingWindows", "ReconstructionRule", "SplitReport", "build_demo", "build_meld_dialogues", "build_piem", "build_pmeld", "build_umd",
     "dataset_stats", "extract_audio", "format_stats", "import_release", "load_audio",
-    "load_prerecognition_dataset", "load_pretraining_dataset", "make_samples",
+    "load_prerecognition_dataset", "load_pretraining_dataset", "make_samples", "prerecognition_dialogues",
 ]

@@ -72,8 +72,8 @@ def load_prerecognition_dataset(source: str, return_report: bool = False, **opti
 
 
 def load_pretraining_dataset(source: str, return_report: bool = False, **options):
-    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a joblib
-    release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
+    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a MELD CSV
+    folder (its dialogues, text only, `build_meld_dialogues`), a joblib release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
     `(dialogues, BuildReport)`."""
     dialogues, report = _load(source, "pretraining", options)
     return (dialogues, report) if return_report else dialogues
@@ -92,7 +92,7 @@ def _load(source: str, part: str, options: dict):
     """`(DatasetDict, BuildReport)` of `part` ("prerecognition" or "pretraining") from `source`."""
     from .demo import build_demo
     from .iemocap import build_piem
-    from .meld import build_pmeld
+    from .meld import build_meld_dialogues, build_pmeld
     from .release import import_release
     from .umd import build_umd
 
@@ -100,7 +100,7 @@ def _load(source: str, part: str, options: dict):
     allow_pickle = options.pop("allow_pickle", False)
     builders = {
         "prerecognition": {"pmeld": (build_pmeld, "MELD CSV folder"), "piem": (build_piem, "IEMOCAP")},
-        "pretraining": {"umd": (build_umd, "UMD manifest")},
+        "pretraining": {"umd": (build_umd, "UMD manifest"), "pmeld": (build_meld_dialogues, "MELD CSV folder")},
     }[part]
     if kind == "demo":
         pretraining, prerecognition, report_pre, report_rec = call_builder(build_demo, "demo", **options, return_report=True)

@@ -221,3 +221,32 @@ def build_pmeld(
         )
     description = {"tcmp_kind": "pmeld", "rule": rule.to_dict(), "label_type": label_type, "audio": bool(media_dir)}
     return finish("P-MELD", splits, reports, return_report, description)
+
+
+def _generate_meld_dialogues(spec: str, report: SplitReport):
+    options = json.loads(spec)
+    for dialogue, rows in read_meld_csv(options["csv"][0], "sentiment", report).items():
+        ids = [f"dia{dialogue}_utt{row['number']}" for row in rows]
+        yield {"dialogue_id": f"dia{dialogue}", "utterance_id": ids, "text": [row["text"] for row in rows],
+               "speaker": [row["speaker"] for row in rows], "audio_path": [None] * len(rows),
+               "audio_start": [None] * len(rows), "audio_end": [None] * len(rows)}
+
+
+def build_meld_dialogues(csv_dir: str, cache_dir: str | None = None, return_report: bool = False):
+    """
+    MELD's dialogues as unlabelled pre-training dialogues (one row per dialogue, text only; the labels are not
+    kept), from the CSVs in `csv_dir`: train, validation and test for whichever of MELD's CSVs exist.
+    """
+    from .common import dialogue_features
+
+    if not os.path.isdir(csv_dir):
+        raise MissingFileError(f"MELD CSV folder {csv_dir!r} does not exist")
+    present = {split: os.path.join(csv_dir, name) for split, name in CSV_FILES.items()
+               if os.path.exists(os.path.join(csv_dir, name))}
+    if not present:
+        raise MissingFileError(f"{csv_dir!r} holds none of MELD's CSVs {list(CSV_FILES.values())}")
+    splits, reports = {}, {}
+    for split, path in present.items():
+        spec = {"kind": "meld_dialogues", "csv": file_identity(path)}
+        splits[split], reports[split] = cached_split(_generate_meld_dialogues, spec, dialogue_features(), cache_dir, split)
+    return finish("MELD dialogues", splits, reports, return_report, {"tcmp_kind": "meld_dialogues"})

@@ -7,6 +7,7 @@ tasks) and `reports` (per-class report, confusion matrix, model card).
 from .arguments import (
     PLATEAU_DECAY,
     DataArguments,
+    FinetuningDataArguments,
     FinetuningArguments,
     ModelArguments,
     PretrainingArguments,
@@ -33,7 +34,7 @@ from .trainer import (
 
 
 __all__ = [
-    "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "ModelArguments", "PretrainingArguments",
+    "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "FinetuningDataArguments", "ModelArguments", "PretrainingArguments",
     "PretrainingDataArguments", "TCMPTrainingArguments", "check_selection_metric", "parse_arguments",
     "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "describe_rule", "model_card",
     "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "data_collator", "loading",

@@ -11,7 +11,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from ..checkpoints import require_folder_or_hub_id
-from ..configuration_tcmp import MODALITIES, STREAMS, check_encoder_chunk_size
+from ..configuration_tcmp import MODALITIES, TEXT_POOLINGS, STREAMS, check_encoder_chunk_size
 from ..errors import ArgumentsError
 
 
@@ -37,6 +37,14 @@ class ModelArguments:
     dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model (config default: 0.1)."})
     modality: str = field(default="all", metadata={"help": "Streams used.", "choices": list(MODALITIES)})
     no_context: bool = field(default=False, metadata={"help": "Ablation: the predictor uses its query alone."})
+    text_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text utterance pooling of a new model: max_mean (the paper's, the config default) or "
+            "normalized_mean (what sentence encoders such as MiniLM are trained with).",
+            "choices": list(TEXT_POOLINGS),
+        },
+    )
     freeze_encoders: bool = field(default=False, metadata={"help": "Keep both utterance encoders fixed."})
     freeze_feature_encoder: bool = field(
         default=False,
@@ -86,7 +94,7 @@ class ModelArguments:
             "freeze_feature_encoder": self.freeze_feature_encoder,
             "gather_negatives": self.gather_negatives,
         }
-        for name in ("dropout", "num_negatives"):
+        for name in ("dropout", "num_negatives", "text_pooling"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         if self.encoder_chunk_size is not None:
@@ -152,6 +160,19 @@ class PretrainingDataArguments(DataArguments):
             "help": "Stream the training windows from --dataset (a JSON Lines manifest, a folder of *.jsonl shards or "
             "a glob) without materialising it; needs --max_steps. --dataset_options may name 'validation' and "
             "'test' manifests and a 'shuffle_buffer' (windows; default 1000)."
+        },
+    )
+
+
+@dataclass
+class FinetuningDataArguments(DataArguments):
+    per_dialogue_training: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on dialogues instead of samples, each utterance encoded once per row and every target of "
+            "the row scored in one pass (tcmp.data.prerecognition_dialogues): 'exact' (each target sees exactly its "
+            "sample's context) or 'history' (the whole dialogue before it). Evaluation stays per sample.",
+            "choices": ["exact", "history"],
         },
     )
 

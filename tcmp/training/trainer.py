@@ -43,14 +43,14 @@ class TCMPTrainer(Trainer):
         self.add_callback(self.disk_space)
 
     @classmethod
-    def for_splits(cls, model, args, processor, collator, splits: dict, compute_metrics, callbacks=()):
-        """The Trainer of a script: train on `splits["train"]` (with `--do_train`), select on `splits["validation"]`,
-        with early stopping unless `--early_stopping_patience` is None."""
+    def for_splits(cls, model, args, processor, collator, splits: dict, compute_metrics, callbacks=(), train_split="train"):
+        """The Trainer of a script: train on `splits[train_split]` (with `--do_train`), select on
+        `splits["validation"]`, with early stopping unless `--early_stopping_patience` is None."""
         return cls(
             model=model,
             args=args,
             data_collator=collator,
-            train_dataset=splits["train"] if args.do_train else None,
+            train_dataset=splits[train_split] if args.do_train else None,
             eval_dataset=splits.get("validation"),
             processing_class=processor,
             compute_metrics=compute_metrics,

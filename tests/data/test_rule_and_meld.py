@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tcmp.data import (AudioLoadError, DataError, MissingFileError, ReconstructionRule, build_pmeld,
-                       dataset_stats, extract_audio, format_stats, load_audio, make_samples)
+                       dataset_stats, extract_audio, format_stats, load_audio, load_pretraining_dataset,
+                       make_samples)
 from tests.data.conftest import MELD_HEADER, MELD_ROWS, write_meld_csv, write_wav
 
 
@@ -277,3 +278,15 @@ def test_pmeld_mp4_clips_extracted_into_cache(meld_dir, meld_media, tmp_path):
     data = build_pmeld(str(meld_dir), media_dir=str(meld_media), cache_dir=str(tmp_path / "c"))
     first = data["train"][0]["audio_path"][0]
     assert first.endswith("dia0_utt0.wav") and str(tmp_path / "c") in first and load_audio(first).shape[0] > 3000
+
+
+def test_meld_dialogues_for_pretraining_keep_every_utterance_without_labels(meld_dir, tmp_path):
+    dialogues = load_pretraining_dataset(str(meld_dir), cache_dir=str(tmp_path / "cache"))
+    assert set(dialogues) == {"train", "validation"}
+    train = dialogues["train"]
+    assert "label" not in train.column_names
+    assert train["dialogue_id"] == ["dia0", "dia1"]
+    assert train[0]["text"] == [row[0] for row in MELD_ROWS[:5]]
+    assert train[1]["speaker"] == ["A", "A", "B"]
+    assert train[1]["utterance_id"] == ["dia1_utt0", "dia1_utt1", "dia1_utt2"]
+    assert dialogues["validation"].num_rows == 1

@@ -144,3 +144,21 @@ def test_bad_arguments_are_named(tmp_path):
         ModelArguments(encoder_chunk_size="-2")
     with pytest.raises(ValueError, match="remove_unused_columns"):
         FinetuningArguments(output_dir=str(tmp_path), remove_unused_columns=True)
+
+
+@pytest.mark.parametrize("context", ["exact", "history"])
+def test_per_dialogue_training_steps_over_dialogue_rows_and_evaluates_per_sample(tmp_path, context):
+    from tcmp.data import prerecognition_dialogues
+
+    results = run_finetune.main(
+        tiny_flags(
+            tmp_path, "--text_only", "--num_train_epochs", "1", "--learning_rate", "1e-3", "--do_predict", "false",
+            "--per_dialogue_training", context,
+        )
+    )
+    samples = load_prerecognition_dataset("demo", **TINY_DEMO)
+    rows = prerecognition_dialogues(samples["train"], context)
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert len(rows) < len(samples["train"])
+    assert state["global_step"] == -(-len(rows) // 4)
+    assert 0.0 <= results["eval_wa"] <= 1.0

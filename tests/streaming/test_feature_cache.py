@@ -132,6 +132,11 @@ def test_cache_is_reused_and_invalidated_by_another_encoder_or_processor(tokeniz
     assert other_calls > 0 and not torch.allclose(other_features, first)
     shorter_calls, _ = run(model, make_processor(tokenizer, max_text_length=3))
     assert shorter_calls > 0 and len(list(tmp_path.glob("tcmp-features-*.arrow"))) == 3
+    mean_pooled = copy.deepcopy(model)
+    mean_pooled.config.text_pooling = "normalized_mean"
+    pooled_calls, pooled = run(mean_pooled)
+    assert pooled_calls > 0 and not torch.allclose(pooled, first)
+    torch.testing.assert_close(pooled.norm(dim=-1), torch.ones(len(pooled)))
 
 
 def test_needs_frozen_encoders(tokenizer, processor, tmp_path):

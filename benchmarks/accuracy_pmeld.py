@@ -1,0 +1,187 @@
+"""P-MELD accuracy against baselines: majority class, a linear probe on frozen MiniLM vectors, TCMP over seeds.
+
+    python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld
+    python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld --seeds 0 1 2 --finetune_args "--learning_rate 1e-4"
+    python benchmarks/accuracy_pmeld.py --meld ../shared/data/meld \
+        --pretrain "--hidden_size 384 --freeze_encoders --use_feature_cache --text_pooling normalized_mean" \
+        --finetune_args "--freeze_encoders --use_feature_cache --per_dialogue_training history --learning_rate 2e-4"
+
+Data: P-MELD from the MELD CSVs of `--meld` (`tcmp.data.build_pmeld`, the default rule, sentiment, text only), every
+split present (MELD's train and dev CSVs give train and validation).
+Baselines:
+- majority class: always the most frequent training label;
+- linear probe: each utterance mean-pooled by the frozen MiniLM (L2-normalised, as sentence-transformers does); a
+  sample's features are [last context utterance; second-to-last (zeros if none); mean of the context];
+  scikit-learn `LogisticRegression(class_weight="balanced")`, C from {0.01, 0.1, 1, 10} chosen on validation WA.
+TCMP: `run_finetune.py` itself (a fresh process per seed, the command printed), optionally after `run_pretrain.py`
+on MELD's training dialogues (`--pretrain`: unlabelled, text only); mean ± std over the seeds, and each run's time.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tcmp.data import load_prerecognition_dataset  # noqa: E402
+from tcmp.metrics import load_metric  # noqa: E402
+from tcmp.presets import minilm_path  # noqa: E402
+
+README_FINETUNE = (
+    "--hidden_size 384 --freeze_encoders --use_feature_cache --learning_rate 2e-4 --num_train_epochs 10 "
+    "--per_device_train_batch_size 32 --early_stopping_patience 4"
+)
+"""The README's P-MELD fine-tuning settings (text only, MiniLM frozen, features cached)."""
+PROBE_C = (0.01, 0.1, 1.0, 10.0)
+METRICS = ("wa", "aa", "f1")
+
+
+def scores(predictions, references, num_labels: int) -> dict:
+    result = load_metric("pre_recognition").compute(
+        predictions=np.asarray(predictions), references=np.asarray(references), num_labels=num_labels
+    )
+    return {name: float(result[name]) for name in METRICS}
+
+
+@torch.no_grad()
+def sentence_vectors(texts: list[str], encoder: str, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Mean-pooled, L2-normalised vectors of the frozen sentence encoder, one per distinct text."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval()
+    distinct = sorted(set(texts), key=len)
+    vectors = {}
+    for start in range(0, len(distinct), batch_size):
+        batch = distinct[start : start + batch_size]
+        inputs = tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        hidden = model(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+        vectors.update(zip(batch, pooled.numpy()))
+    return vectors
+
+
+def probe_features(split, vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """[last context utterance; second-to-last (zeros if none); mean of the context] per sample."""
+    rows = []
+    for context in split["text"]:
+        encoded = np.stack([vectors[text] for text in context])
+        before_last = encoded[-2] if len(encoded) > 1 else np.zeros_like(encoded[-1])
+        rows.append(np.concatenate([encoded[-1], before_last, encoded.mean(0)]))
+    return np.stack(rows)
+
+
+def linear_probe(samples, encoder: str, num_labels: int) -> tuple[float, dict]:
+    """C chosen on validation WA; returns (C, split → scores)."""
+    from sklearn.linear_model import LogisticRegression
+
+    vectors = sentence_vectors([t for split in samples.values() for c in split["text"] for t in c], encoder)
+    features = {name: probe_features(split, vectors) for name, split in samples.items()}
+    labels = {name: np.asarray(split["label"]) for name, split in samples.items()}
+    fits = {}
+    for c in PROBE_C:
+        probe = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(features["train"], labels["train"])
+        fits[c] = {name: scores(probe.predict(x), labels[name], num_labels) for name, x in features.items()}
+    best = max(PROBE_C, key=lambda c: fits[c]["validation"]["wa"])
+    return best, fits[best]
+
+
+def run_tcmp(meld: str, seed: int, output_dir: str, finetune_args: str, pretrain_args: str | None, log_dir: str) -> dict:
+    """`run_pretrain.py` (if asked) then `run_finetune.py` in fresh processes; the metrics, commands and times."""
+    python = shlex.quote(sys.executable)
+    common = f"--dataset {shlex.quote(meld)} --seed {seed} --report_to none --save_total_limit 1"
+    commands = []
+    start_from = f"--text_encoder {shlex.quote(minilm_path())}"
+    if pretrain_args is not None:
+        folder = os.path.join(output_dir, f"pretrain_seed{seed}")
+        commands.append(f"{python} run_pretrain.py {common} {start_from} {pretrain_args} --output_dir {folder}")
+        start_from = f"--model_name_or_path {folder}"
+    folder = os.path.join(output_dir, f"finetune_seed{seed}")
+    commands.append(f"{python} run_finetune.py {common} {start_from} {finetune_args} --output_dir {folder}")
+    times = []
+    for number, command in enumerate(commands):
+        log = os.path.join(log_dir, f"seed{seed}_step{number}.log")
+        started = time.perf_counter()
+        with open(log, "w") as handle:
+            done = subprocess.run(command, shell=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"seed {seed}: command failed ({done.returncode}), see {log}:\n{command}")
+    with open(os.path.join(folder, "all_results.json")) as handle:
+        results = json.load(handle)
+    return {"results": results, "commands": commands, "seconds": times}
+
+
+def mean_std(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meld", required=True, help="folder with MELD's *_sent_emo.csv files")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="TCMP seeds (none: baselines only)")
+    parser.add_argument("--finetune_args", default=README_FINETUNE, help="run_finetune.py flags (default: the README's)")
+    parser.add_argument(
+        "--pretrain", nargs="?", const="", default=None, metavar="ARGS",
+        help="pre-train on MELD's training dialogues first (run_pretrain.py, with these extra flags)",
+    )
+    parser.add_argument("--output_dir", default="/tmp/tcmp-accuracy-pmeld", help="where the runs write")
+    parser.add_argument("--skip_probe", action="store_true", help="only the TCMP runs (and the majority class)")
+    args = parser.parse_args()
+    if not os.path.isdir(args.meld):
+        raise SystemExit(f"--meld {args.meld}: no such folder")
+    meld = os.path.abspath(args.meld)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    samples = load_prerecognition_dataset(meld)
+    label_names = samples["train"].features["label"].names
+    num_labels = len(label_names)
+    splits = [name for name in ("validation", "test") if name in samples]
+    train_labels = np.asarray(samples["train"]["label"])
+    majority = int(np.bincount(train_labels, minlength=num_labels).argmax())
+    rows = [("majority class", {s: scores(np.full(len(samples[s]), majority), samples[s]["label"], num_labels) for s in splits})]
+
+    if not args.skip_probe:
+        started = time.perf_counter()
+        c, probe = linear_probe(samples, minilm_path(), num_labels)
+        rows.append((f"linear probe, C={c:g} ({time.perf_counter() - started:.0f} s)", probe))
+
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_tcmp(meld, seed, args.output_dir, args.finetune_args, args.pretrain, args.output_dir))
+        seconds = " + ".join(f"{s:.0f}" for s in runs[-1]["seconds"])
+        print(f"seed {seed}: {seconds} s, " + ", ".join(
+            f"{s} {m.upper()} {runs[-1]['results'][f'{p}_{m}']:.3f}" for s, p in zip(splits, ("eval", "test")) for m in METRICS
+        ), flush=True)
+    prefixes = dict(zip(("validation", "test"), ("eval", "test")))
+    per_seed = {s: {m: [run["results"][f"{prefixes[s]}_{m}"] for run in runs] for m in METRICS} for s in splits}
+
+    print(f"\nP-MELD ({meld}): " + ", ".join(f"{name} {len(split)} samples" for name, split in samples.items()))
+    print(f"labels: {', '.join(label_names)}; text only; default reconstruction rule")
+    print("command (first seed):\n  " + "\n  ".join(runs[0]["commands"]) if runs else "")
+    header = "| | " + " | ".join(f"{s} {m.upper()}" for s in splits for m in METRICS) + " |"
+    print("\n" + header + "\n|" + "---|" * (1 + len(splits) * len(METRICS)))
+    for name, result in rows:
+        print(f"| {name} | " + " | ".join(f"{result[s][m]:.3f}" for s in splits for m in METRICS) + " |")
+    if runs:
+        label = f"TCMP, {len(runs)} seed{'s' if len(runs) > 1 else ''} (mean ± std)"
+        print(f"| {label} | " + " | ".join(mean_std(per_seed[s][m]) for s in splits for m in METRICS) + " |")
+        for seed, run in zip(args.seeds, runs):
+            seconds = " + ".join(f"{s:.0f}" for s in run["seconds"])
+            print(f"| seed {seed} ({seconds} s) | " + " | ".join(
+                f"{run['results'][f'{prefixes[s]}_{m}']:.3f}" for s in splits for m in METRICS) + " |")
+    print(f"\nsettings: finetune {args.finetune_args!r}; pretrain {args.pretrain!r}; torch threads "
+          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+
+
+if __name__ == "__main__":
+    main()
