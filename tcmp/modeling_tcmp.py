@@ -412,6 +412,12 @@ class TCMPPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     """The losses are means over the batch's predictions: `Trainer` must not pass `num_items_in_batch`."""
 
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """As `PreTrainedModel.resize_token_embeddings`, on the text encoder (`text_config.vocab_size` follows)."""
+        if not self.config.has_text:
+            raise ValueError("this TCMP model has no text encoder (text_config=None), so no token embeddings to resize")
+        return super().resize_token_embeddings(*args, **kwargs)
+
     def _check_inputs(self, inputs: dict) -> None:
         """A keyword that is neither an argument of `forward` nor a `TCMPInputs` key is a `TypeError` naming it."""
         unknown = [name for name in inputs if name not in TCMPInputs.__annotations__]
@@ -714,20 +720,19 @@ class TCMPModel(TCMPPreTrainedModel):
             if encoder is None:
                 continue
             features = text_features if name == "text" else audio_features
-            if features is None:
-                one_pass = torch.compiler.is_exporting() or any(
-                    self._encoder_option(option, value, encoder) for option, value in options.items()
-                )
-                if name == "text" and one_pass:
-                    encoder_outputs[name] = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **options)
-                elif name == "audio" and one_pass:
-                    encoder_outputs[name] = self.audio_encoder_output(input_values, audio_attention_mask, **options)
-                elif name == "text":
-                    features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
+            wanted = any(self._encoder_option(option, value, encoder) for option, value in options.items())
+            if features is None and (wanted or torch.compiler.is_exporting()):
+                if name == "text":
+                    output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **options)
                 else:
-                    features = self.pooled_audio_features(input_values, audio_attention_mask)
-                if name in encoder_outputs:
-                    features = encoder_outputs[name].pooler_output
+                    output = self.audio_encoder_output(input_values, audio_attention_mask, **options)
+                features = output.pooler_output
+                if wanted:
+                    encoder_outputs[name] = output
+            elif features is None and name == "text":
+                features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
+            elif features is None:
+                features = self.pooled_audio_features(input_values, audio_attention_mask)
             projection = self.text_projection if name == "text" else self.audio_projection
             vectors[name] = projection(features)
         if self.fusion is not None:
