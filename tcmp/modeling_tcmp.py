@@ -1,8 +1,10 @@
 """TCMP: contrastive multimodal dialogue pre-training and emotion pre-recognition (Ju et al., CIKM 2023)."""
 
 import os
+import inspect
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 import torch.distributed as dist
@@ -11,7 +13,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from safetensors import SafetensorError
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
@@ -63,8 +68,41 @@ class TCMPDialogueState:
     streams: dict[str, TCMPStreamState]
 
 
+class TCMPInputs(TypedDict, total=False):
+    r"""
+    The keyword inputs every TCMP class takes besides its own arguments (one place for all three heads):
+
+    input_ids, attention_mask, token_type_ids (`(num_real_utterances, text_length)`):
+        Tokenised transcripts of the real utterances only, in row-major order of `utterance_mask`.
+    input_values, audio_attention_mask (`(num_real_utterances, num_samples)`):
+        16 kHz mono waveforms of the real utterances, in the same order.
+    text_features, audio_features (`(num_real_utterances, encoder width)`):
+        Precomputed pooled encoder outputs that replace the encoders (see `pooled_text_features()`).
+    output_hidden_states, output_attentions (`bool`):
+        Also return the encoders' hidden states / attentions, in `text_model_output` and `audio_model_output` (as
+        CLIP and CLAP return their towers' outputs); defaults: the config's. The encoders then run in one pass.
+    """
+
+    input_ids: torch.LongTensor | None
+    attention_mask: torch.LongTensor | None
+    token_type_ids: torch.LongTensor | None
+    input_values: torch.FloatTensor | None
+    audio_attention_mask: torch.LongTensor | None
+    text_features: torch.FloatTensor | None
+    audio_features: torch.FloatTensor | None
+    output_hidden_states: bool | None
+    output_attentions: bool | None
+
+
+class _WithEncoderOutputs(ModelOutput):
+    """`to_tuple` turns the nested encoder outputs into tuples too (as `CLIPOutput` does)."""
+
+    def to_tuple(self) -> tuple[Any]:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
 @dataclass
-class TCMPModelOutput(ModelOutput):
+class TCMPModelOutput(_WithEncoderOutputs):
     r"""
     text_embeds / audio_embeds / fused_embeds (`torch.FloatTensor` of shape `(batch_size, num_utterances, hidden_size)`):
         The utterance vectors T_i, A_i and M_i of each stream (zeros at padding utterances); `None` for a stream the
@@ -76,6 +114,10 @@ class TCMPModelOutput(ModelOutput):
         Which utterance slots are real.
     past_state (`TCMPDialogueState`, *optional*, returned with `use_cache=True`):
         The dialogues' causal state after the given utterances, to continue them with a later call.
+    text_model_output / audio_model_output (`BaseModelOutputWithPooling`, *optional*, returned with
+        `output_hidden_states` or `output_attentions`):
+        The text / audio encoder's output on the flat batch of utterances (`pooler_output`: the pooled features
+        before the projection), with its `hidden_states` / `attentions`.
     """
 
     text_embeds: torch.FloatTensor | None = None
@@ -84,10 +126,12 @@ class TCMPModelOutput(ModelOutput):
     forthcoming_embeds: torch.FloatTensor | None = None
     utterance_mask: torch.BoolTensor | None = None
     past_state: TCMPDialogueState | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
 
 
 @dataclass
-class TCMPForPreTrainingOutput(ModelOutput):
+class TCMPForPreTrainingOutput(_WithEncoderOutputs):
     r"""
     loss (`torch.FloatTensor` of shape `()`):
         (L_t→a + L_a→t) / 2 + the mean of the active streams' forthcoming-utterance losses.
@@ -108,6 +152,10 @@ class TCMPForPreTrainingOutput(ModelOutput):
     prediction_mask (`torch.BoolTensor` of shape `(batch_size, num_utterances)`):
         The utterance slots that were predicted, in the order of the predictions: `grid[prediction_mask] =
         predicted_embeds` puts the flat outputs back on the (window, utterance) grid.
+    text_model_output / audio_model_output (`BaseModelOutputWithPooling`, *optional*, returned with
+        `output_hidden_states` or `output_attentions`):
+        The text / audio encoder's output on the flat batch of utterances (`pooler_output`: the pooled features
+        before the projection), with its `hidden_states` / `attentions`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -121,13 +169,16 @@ class TCMPForPreTrainingOutput(ModelOutput):
     target_embeds: torch.FloatTensor | None = None
     prediction_dialogue_ids: torch.LongTensor | None = None
     prediction_mask: torch.BoolTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
 
 
 @dataclass
-class TCMPPreRecognitionOutput(ModelOutput):
+class TCMPPreRecognitionOutput(_WithEncoderOutputs):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
-        Class-weighted cross-entropy of the next utterance's emotion.
+        The loss of `config.problem_type` (see `pre_recognition_loss`): by default class-weighted cross-entropy of
+        the next utterance's emotion.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
         Scores of the next utterance's emotion; `(batch_size, num_utterances + 1, num_labels)` with per-position
         labels (the scores of each position's utterance).
@@ -136,12 +187,18 @@ class TCMPPreRecognitionOutput(ModelOutput):
         position with per-position labels.
     past_state (`TCMPDialogueState`, *optional*, returned with `use_cache=True`):
         The dialogues' causal state after the given utterances.
+    text_model_output / audio_model_output (`BaseModelOutputWithPooling`, *optional*, returned with
+        `output_hidden_states` or `output_attentions`):
+        The text / audio encoder's output on the flat batch of utterances (`pooler_output`: the pooled features
+        before the projection), with its `hidden_states` / `attentions`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     forthcoming_embeds: torch.FloatTensor | None = None
     past_state: TCMPDialogueState | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
 
 
 def masked_max_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -303,13 +360,35 @@ class TCMPPreTrainedModel(PreTrainedModel):
     config: TCMPConfig
     config_class = TCMPConfig
     base_model_prefix = "tcmp"
-    main_input_name = "input_ids"
+    main_input_name = "utterance_mask"
     input_modalities = ("text", "audio")
     supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    """TCMP's own layers hold no attention kernel: `attn_implementation` reaches the encoders (`text_config` and
+    `audio_config`, e.g. `{"text_config": "sdpa", "audio_config": "eager"}`), as in CLIP; an encoder that lacks the
+    implementation asked for refuses it when the model is built."""
     accepts_loss_kwargs = False
     """The losses are means over the batch's predictions: `Trainer` must not pass `num_items_in_batch`."""
     _no_split_modules = ["TCMPUtteranceProjection", "TCMPDialogueContext", "TCMPForthcomingPredictor"]
     """FSDP/device-map units: TCMP's blocks; `post_init` adds the encoders' own (`BertLayer`, `HubertEncoderLayer`...)."""
+
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """As `PreTrainedModel.resize_token_embeddings`, on the text encoder (`text_config.vocab_size` follows)."""
+        if not self.config.has_text:
+            raise ValueError("this TCMP model has no text encoder (text_config=None), so no token embeddings to resize")
+        return super().resize_token_embeddings(*args, **kwargs)
+
+    def _check_inputs(self, inputs: dict) -> None:
+        """A keyword that is neither an argument of `forward` nor a `TCMPInputs` key is a `TypeError` naming it."""
+        unknown = [name for name in inputs if name not in TCMPInputs.__annotations__]
+        if unknown:
+            own = [name for name in inspect.signature(type(self).forward).parameters if name not in ("self", "inputs")]
+            raise TypeError(
+                f"{type(self).__name__}.forward() got an unexpected keyword argument {unknown[0]!r}; it takes "
+                f"{', '.join(own + list(TCMPInputs.__annotations__))} and return_dict"
+            )
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -414,6 +493,12 @@ class TCMPModel(TCMPPreTrainedModel):
     def get_input_embeddings(self):
         return self.text_model.get_input_embeddings() if self.text_model is not None else None
 
+    def set_input_embeddings(self, value: nn.Module):
+        """The text encoder's token embeddings (`resize_token_embeddings` then updates `text_config.vocab_size`)."""
+        if self.text_model is None:
+            raise ValueError("this TCMP model has no text encoder (text_config=None), so no token embeddings to set")
+        self.text_model.set_input_embeddings(value)
+
     def set_encoders_frozen(self, frozen: bool):
         """
         Freeze (no gradients, always in eval mode) or unfreeze both utterance encoders after the model is built: the
@@ -453,13 +538,75 @@ class TCMPModel(TCMPPreTrainedModel):
     def _encoder_grad(self):
         return torch.no_grad() if self.config.freeze_encoders else nullcontext()
 
-    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """Each utterance's text vector T_i in the shared space, after the projection (as CLIP's): (N, d)."""
-        return self.text_projection(self.pooled_text_features(input_ids, attention_mask, token_type_ids))
+    @can_return_tuple
+    def get_text_features(
+        self, input_ids, attention_mask=None, token_type_ids=None, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        """
+        The text encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's text
+        vector T_i in the shared space, after the projection (as CLIP's): (N, d). `kwargs`: `output_hidden_states`,
+        `output_attentions`.
+        """
+        output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **kwargs)
+        output.pooler_output = self.text_projection(output.pooler_output)
+        return output
 
-    def get_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
-        """Each utterance's audio vector A_i in the shared space, after the projection (as CLIP's): (N, d)."""
-        return self.audio_projection(self.pooled_audio_features(input_values, audio_attention_mask))
+    @can_return_tuple
+    def get_audio_features(self, input_values, audio_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
+        """
+        The audio encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's audio
+        vector A_i in the shared space, after the projection (as CLIP's): (N, d).
+        """
+        output = self.audio_encoder_output(input_values, audio_attention_mask, **kwargs)
+        output.pooler_output = self.audio_projection(output.pooler_output)
+        return output
+
+    def text_encoder_output(
+        self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=None, output_attentions=None
+    ) -> BaseModelOutputWithPooling:
+        """The text encoder in one pass over (N, L) tokens; `pooler_output`: the pooled features (N, text width)."""
+        if input_ids is None:
+            raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        with self._encoder_grad():
+            output = self.text_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.text_model),
+                output_attentions=self._encoder_option("output_attentions", output_attentions, self.text_model),
+                return_dict=True,
+            )
+            pooled = masked_max_mean_pool(output.last_hidden_state, attention_mask)
+        return BaseModelOutputWithPooling(output.last_hidden_state, pooled, output.hidden_states, output.attentions)
+
+    def audio_encoder_output(
+        self, input_values, audio_attention_mask=None, output_hidden_states=None, output_attentions=None
+    ) -> BaseModelOutputWithPooling:
+        """The audio encoder in one pass over (N, samples); `pooler_output`: pooled real frames (N, audio width)."""
+        if input_values is None:
+            raise ValueError("this TCMP model has an audio encoder: pass input_values (audio for every utterance)")
+        if audio_attention_mask is None:
+            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
+        with self._encoder_grad():
+            output = self.audio_model(
+                input_values,
+                attention_mask=audio_attention_mask,
+                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.audio_model),
+                output_attentions=self._encoder_option("output_attentions", output_attentions, self.audio_model),
+                return_dict=True,
+            )
+            hidden = output.last_hidden_state
+            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
+            pooled = masked_max_mean_pool(hidden, frame_mask)
+        return BaseModelOutputWithPooling(hidden, pooled, output.hidden_states, output.attentions)
+
+    def _encoder_option(self, name: str, value: bool | None, encoder: PreTrainedModel) -> bool:
+        """`output_hidden_states` / `output_attentions`: the value given, else this config's or the encoder's."""
+        if value is not None:
+            return value
+        return bool(getattr(self.config, name) or getattr(encoder.config, name))
 
     def pooled_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
@@ -542,60 +689,69 @@ class TCMPModel(TCMPPreTrainedModel):
         audio_attention_mask: torch.LongTensor | None = None,
         text_features: torch.FloatTensor | None = None,
         audio_features: torch.FloatTensor | None = None,
-    ) -> dict[str, torch.Tensor]:
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, BaseModelOutputWithPooling]]:
         """
-        Encode a flat batch of utterances once each: stream name → (num_utterances, d). Precomputed encoder features
-        (from `text_features` / `audio_features`, e.g. a feature cache of frozen encoders) skip the encoders.
+        Encode a flat batch of utterances once each → (stream name → (num_utterances, d), encoder name → its output
+        when hidden states or attentions are asked for). Precomputed encoder features (`text_features` /
+        `audio_features`, e.g. a feature cache of frozen encoders) skip the encoders. The encoders run in
+        length-sorted chunks (`config.encoder_chunk_size`), or in one pass when their hidden states or attentions
+        are asked for or while `torch.export` traces the model (chunking is data-dependent).
         """
-        vectors = {}
-        if self.text_model is not None:
-            if text_features is None:
-                text_features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
-            vectors["text"] = self.text_projection(text_features)
-        if self.audio_model is not None:
-            if audio_features is None:
-                audio_features = self.pooled_audio_features(input_values, audio_attention_mask)
-            vectors["audio"] = self.audio_projection(audio_features)
+        vectors, encoder_outputs = {}, {}
+        options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        for name, encoder in (("text", self.text_model), ("audio", self.audio_model)):
+            if encoder is None:
+                continue
+            features = text_features if name == "text" else audio_features
+            wanted = any(self._encoder_option(option, value, encoder) for option, value in options.items())
+            if features is None and (wanted or torch.compiler.is_exporting()):
+                if name == "text":
+                    output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **options)
+                else:
+                    output = self.audio_encoder_output(input_values, audio_attention_mask, **options)
+                features = output.pooler_output
+                if wanted:
+                    encoder_outputs[name] = output
+            elif features is None and name == "text":
+                features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
+            elif features is None:
+                features = self.pooled_audio_features(input_values, audio_attention_mask)
+            projection = self.text_projection if name == "text" else self.audio_projection
+            vectors[name] = projection(features)
         if self.fusion is not None:
             vectors["fused"] = self.fusion(torch.cat([vectors["text"], vectors["audio"]], dim=-1))
-        return vectors
+        return vectors, encoder_outputs
 
+    @can_return_tuple
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.LongTensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        input_values: torch.FloatTensor | None = None,
-        audio_attention_mask: torch.LongTensor | None = None,
-        text_features: torch.FloatTensor | None = None,
-        audio_features: torch.FloatTensor | None = None,
         past_state: TCMPDialogueState | None = None,
         use_cache: bool = False,
+        **inputs: Unpack[TCMPInputs],
     ) -> TCMPModelOutput:
         r"""
         utterance_mask (`torch.BoolTensor` of shape `(batch_size, num_utterances)`):
             Which utterance slots of each dialogue are real; utterances are left-aligned.
-        input_ids, attention_mask, token_type_ids (`(num_real_utterances, text_length)`):
-            Tokenised transcripts of the real utterances only, in row-major order of `utterance_mask`.
-        input_values, audio_attention_mask (`(num_real_utterances, num_samples)`):
-            16 kHz mono waveforms of the real utterances, in the same order.
-        text_features, audio_features (`(num_real_utterances, encoder width)`, *optional*):
-            Precomputed pooled encoder outputs that replace the encoders (see `pooled_text_features()`).
         past_state (`TCMPDialogueState`, *optional*):
             The state of these dialogues after their earlier utterances (from a call with `use_cache=True`): the
             utterances given continue them.
         use_cache (`bool`, defaults to `False`):
             Also return the dialogues' state after the given utterances (`past_state` of the output); then every
             utterance slot must be real.
+        **inputs (`TCMPInputs`):
+            The real utterances' text and/or audio (or precomputed features), and `output_hidden_states` /
+            `output_attentions`.
         """
-        utterance_mask = self._check_utterance_mask(
-            utterance_mask, input_ids, input_values, text_features, audio_features, use_cache
-        )
-        flat = self.encode_utterances(
-            input_ids, attention_mask, token_type_ids, input_values, audio_attention_mask, text_features, audio_features
-        )
-        return self.dialogue_forward(flat, utterance_mask, past_state, use_cache)
+        self._check_inputs(inputs)
+        utterance_mask = self._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
+        flat, encoder_outputs = self.encode_utterances(**inputs)
+        outputs = self.dialogue_forward(flat, utterance_mask, past_state, use_cache)
+        outputs.text_model_output = encoder_outputs.get("text")
+        outputs.audio_model_output = encoder_outputs.get("audio")
+        return outputs
 
     def dialogue_forward(
         self,
@@ -616,9 +772,7 @@ class TCMPModel(TCMPPreTrainedModel):
             if stream not in flat or (streams is not None and stream not in streams):
                 forthcoming.append(None)
                 continue
-            vectors = flat[stream]
-            dialogue = vectors.new_zeros(batch_size, length, vectors.shape[-1])
-            dialogue[utterance_mask] = vectors
+            dialogue = place_on_grid(flat[stream], utterance_mask)
             embeds[stream] = dialogue
             past = None if past_state is None else past_state.streams[stream]
             context, context_states = self.context[stream](dialogue, None if past is None else past.context_hidden)
@@ -645,9 +799,15 @@ class TCMPModel(TCMPPreTrainedModel):
     def _check_utterance_mask(
         utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None, use_cache=False
     ) -> torch.BoolTensor:
+        """
+        The mask as booleans, after checking it against the inputs; the checks that read tensor values are left out
+        while `torch.export` traces the model (an exported program takes the inputs it was traced for on trust).
+        """
         if utterance_mask is None or utterance_mask.dim() != 2:
             raise ValueError("utterance_mask must be a (batch_size, num_utterances) tensor from the TCMP processor")
         utterance_mask = utterance_mask.bool()
+        if torch.compiler.is_exporting():
+            return utterance_mask
         if utterance_mask.shape[1] > 1 and (utterance_mask[:, 1:] & ~utterance_mask[:, :-1]).any():
             raise ValueError("utterance_mask must be left-aligned: real utterances first, padding after")
         if use_cache and not utterance_mask.all():
@@ -669,6 +829,19 @@ class TCMPModel(TCMPPreTrainedModel):
                     "pass one row per real utterance, in row-major order"
                 )
         return utterance_mask
+
+
+def place_on_grid(vectors: torch.Tensor, utterance_mask: torch.BoolTensor) -> torch.Tensor:
+    """
+    Flat vectors of the real utterances (N, d), in row-major order → (B, T, d) with zeros at padding slots
+    (`grid[utterance_mask] = vectors`, written as a gather so that `torch.export` needs no data-dependent shape).
+    """
+    batch_size, length = utterance_mask.shape
+    if vectors.shape[0] == 0:
+        return vectors.new_zeros(batch_size, length, vectors.shape[-1])
+    index = (torch.cumsum(utterance_mask.reshape(-1).long(), 0) - 1).clamp(min=0)
+    grid = vectors[index].reshape(batch_size, length, vectors.shape[-1])
+    return grid.masked_fill(~utterance_mask.unsqueeze(-1), 0)
 
 
 def _next_stream_state(context, context_states, past, memory, window) -> TCMPStreamState:
@@ -729,6 +902,7 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         self.tcmp = TCMPModel(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
@@ -738,11 +912,10 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         negative_token_type_ids: torch.LongTensor | None = None,
         negative_input_values: torch.FloatTensor | None = None,
         negative_audio_attention_mask: torch.LongTensor | None = None,
-        **utterance_inputs,
+        **inputs: Unpack[TCMPInputs],
     ) -> TCMPForPreTrainingOutput:
         r"""
-        utterance_mask, **utterance_inputs: as `TCMPModel.forward` (`input_ids`, `attention_mask`,
-            `token_type_ids`, `input_values`, `audio_attention_mask`, `text_features`, `audio_features`).
+        utterance_mask, **inputs: as `TCMPModel.forward` (`TCMPInputs`).
         dialogue_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Which dialogue each row comes from (two windows of one dialogue never serve as each other's negatives).
             Defaults to one dialogue per row.
@@ -750,22 +923,12 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             Extra negative utterances (flat, like the main inputs), encoded once and added to every prediction's
             candidates, after the other dialogues' utterances of the batch.
         """
+        self._check_inputs(inputs)
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(utterance_inputs))
-        flat = base.encode_utterances(**utterance_inputs)
+        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs))
+        flat, encoder_outputs = base.encode_utterances(**inputs)
         outputs = base.dialogue_forward(flat, utterance_mask)
         batch_size, length = utterance_mask.shape
-        if dialogue_ids is None:
-            dialogue_ids = torch.arange(batch_size, device=utterance_mask.device)
-        negatives = {}
-        if negative_input_ids is not None or negative_input_values is not None:
-            negatives = base.encode_utterances(
-                negative_input_ids,
-                negative_attention_mask,
-                negative_token_type_ids,
-                negative_input_values,
-                negative_audio_attention_mask,
-            )
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
         )
@@ -776,12 +939,14 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             dialogue_ids = torch.arange(batch_size, device=utterance_mask.device)
         negatives = {}
         if negative_input_ids is not None or negative_input_values is not None:
-            negatives = base.encode_utterances(
+            negatives, _ = base.encode_utterances(
                 negative_input_ids,
                 negative_attention_mask,
                 negative_token_type_ids,
                 negative_input_values,
                 negative_audio_attention_mask,
+                output_hidden_states=False,
+                output_attentions=False,
             )
         matching_loss = None
         if "text" in flat and "audio" in flat:
@@ -829,6 +994,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             target_embeds=torch.stack(targets, dim=1),
             prediction_dialogue_ids=prediction_dialogue,
             prediction_mask=prediction_mask,
+            text_model_output=encoder_outputs.get("text"),
+            audio_model_output=encoder_outputs.get("audio"),
         )
 
     def _candidate_mask(self, labels, prediction_dialogue, candidate_dialogue) -> torch.BoolTensor:
@@ -910,25 +1077,10 @@ def _candidate_pool(flat: dict, negatives: dict, utterance_dialogue: torch.Tenso
     return candidates, torch.cat([dialogue, extra_dialogue]), label_offset
 
 
-    def _candidate_mask(self, labels, prediction_dialogue, utterance_dialogue, num_candidates) -> torch.BoolTensor:
-        """The true utterance, every utterance of another dialogue and every extra negative (optionally sampled)."""
-        num_utterances = utterance_dialogue.shape[0]
-        negative = torch.ones(labels.shape[0], num_candidates, dtype=torch.bool, device=labels.device)
-        negative[:, :num_utterances] = prediction_dialogue.unsqueeze(1) != utterance_dialogue.unsqueeze(0)
-        if self.config.num_negatives is not None:
-            draw = torch.rand(negative.shape, device=labels.device).masked_fill(~negative, -1.0)
-            keep = min(self.config.num_negatives, num_candidates)
-            chosen = torch.zeros_like(negative).scatter_(1, draw.topk(keep, dim=1).indices, True)
-            negative = negative & chosen
-        allowed = negative.clone()
-        allowed[torch.arange(labels.shape[0], device=labels.device), labels] = True
-        return allowed
-
-
-def _counted_inputs(utterance_inputs: dict) -> dict:
+def _counted_inputs(inputs: dict) -> dict:
     """The inputs whose rows `_check_utterance_mask` counts against the real utterances."""
     names = ("input_ids", "input_values", "text_features", "audio_features")
-    return {name: utterance_inputs.get(name) for name in names}
+    return {name: inputs.get(name) for name in names}
 
 
 class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
@@ -960,51 +1112,55 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         forthcoming = forthcoming * keep.view(1, -1, 1)
         return forthcoming, self.classifier(forthcoming.flatten(1))
 
+    @can_return_tuple
     def forward(
         self,
         utterance_mask: torch.BoolTensor,
-        labels: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         past_state: TCMPDialogueState | None = None,
         use_cache: bool = False,
-        **utterance_inputs,
+        **inputs: Unpack[TCMPInputs],
     ) -> TCMPPreRecognitionOutput:
         r"""
-        utterance_mask (`(batch_size, num_utterances)`), **utterance_inputs: the context utterances of each sample,
-            as `TCMPModel.forward`. The target utterance is never an input: the model predicts the emotion of the
-            utterance after the context.
-        labels (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, num_utterances + 1)`, *optional*): the
-            target utterance's emotion id; or, for per-dialogue training (`tcmp.data.prerecognition_dialogues`), the
-            emotion id of the utterance at each position t (-100 where t is not a target): every position is then
-            scored from the utterances before it, and the loss covers every target of the batch.
+        utterance_mask (`(batch_size, num_utterances)`), **inputs: the context utterances of each sample, as
+            `TCMPModel.forward` (`TCMPInputs`). The target utterance is never an input: the model predicts the
+            emotion of the utterance after the context.
+        labels (`torch.Tensor`, *optional*): the target utterance's emotion, as `config.problem_type` wants it
+            (see `pre_recognition_loss`): by default a class id per sample, `(batch_size,)`; or, for per-dialogue
+            training (`tcmp.data.prerecognition_dialogues`), class ids `(batch_size, num_utterances + 1)`: the
+            emotion of the utterance at each position t (-100 where t is not a target), every position scored from
+            the utterances before it.
         past_state, use_cache: continue dialogues from an earlier call's state, or return their state after the
             given utterances (as `TCMPModel.forward`; the streaming predictor passes one utterance at a time).
         """
+        self._check_inputs(inputs)
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(utterance_inputs), use_cache=use_cache)
+        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
         lengths = utterance_mask.sum(dim=1)
         seen = lengths if past_state is None else lengths + past_state.num_utterances
-        if (seen == 0).any():
+        if not torch.compiler.is_exporting() and (seen == 0).any():
             empty = int((seen == 0).nonzero()[0])
             raise ValueError(
                 f"sample {empty} of the batch has an empty context: pre-recognition needs at least one earlier utterance"
             )
-        flat = base.encode_utterances(**utterance_inputs)
+        flat, encoder_outputs = base.encode_utterances(**inputs)
         outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
-        if labels is not None and labels.dim() == 2:
+        per_position = labels is not None and labels.dim() == 2 and not labels.is_floating_point()
+        if per_position and self.config.problem_type != "multi_label_classification":
             return self._score_positions(outputs.forthcoming_embeds, labels)
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
-        loss = None if labels is None else self._loss(logits, labels)
+        loss = None
+        if labels is not None:
+            loss = pre_recognition_loss(logits, labels, self.config.problem_type, self.config.class_weights)
         return TCMPPreRecognitionOutput(
-            loss=loss, logits=logits, forthcoming_embeds=forthcoming, past_state=outputs.past_state
+            loss=loss,
+            logits=logits,
+            forthcoming_embeds=forthcoming,
+            past_state=outputs.past_state,
+            text_model_output=encoder_outputs.get("text"),
+            audio_model_output=encoder_outputs.get("audio"),
         )
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(Class-weighted) cross-entropy; labels of -100 are left out."""
-        weight = None
-        if self.config.class_weights is not None:
-            weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-        return F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
 
     def _score_positions(self, forthcoming_embeds: torch.Tensor, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
         """Per-dialogue scoring: logits (B, T + 1, num_labels) from e_t at every position, loss over the targets."""
@@ -1016,10 +1172,54 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             )
         forthcoming, logits = self.classify(forthcoming_embeds.flatten(0, 1))
         logits = logits.view(batch_size, positions, -1)
-        loss = self._loss(logits.flatten(0, 1), labels.flatten())
+        loss = pre_recognition_loss(
+            logits.flatten(0, 1), labels.flatten(), "single_label_classification", self.config.class_weights
+        )
         return TCMPPreRecognitionOutput(
             loss=loss, logits=logits, forthcoming_embeds=forthcoming.view(batch_size, positions, *forthcoming.shape[1:])
         )
+
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+
+def pre_recognition_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None, class_weights: list[float] | None = None
+) -> torch.Tensor:
+    """
+    The loss of `problem_type`, as `*ForSequenceClassification` of Transformers compute it (when `None`: regression
+    for one label, single-label for integer labels, else multi-label):
+
+    - `"single_label_classification"`: cross-entropy of class ids `(batch_size,)`, weighted by `class_weights`;
+    - `"multi_label_classification"`: binary cross-entropy of 0/1 (or soft) targets `(batch_size, num_labels)`,
+      each label's term weighted by `class_weights`;
+    - `"regression"`: mean squared error of float targets `(batch_size,)` or `(batch_size, num_labels)`.
+    """
+    num_labels = logits.shape[-1]
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES} or None, got {problem_type!r}")
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=logits.dtype, device=logits.device)
+    if problem_type == "regression":
+        if weight is not None:
+            raise ValueError("class_weights weigh classes; problem_type='regression' has none: set them to None")
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).reshape(-1))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1), weight=weight)
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"multi_label_classification needs labels of shape {tuple(logits.shape)} (one 0/1 target per label), "
+            f"got {tuple(labels.shape)}"
+        )
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), weight=weight)
 
 
 __all__ = [
@@ -1036,4 +1236,7 @@ __all__ = [
     "text_audio_matching_loss",
     "forthcoming_prediction_loss",
     "masked_mean_pool",
+    "pre_recognition_loss",
+    "place_on_grid",
+    "TCMPInputs",
 ]

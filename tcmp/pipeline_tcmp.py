@@ -37,6 +37,8 @@ class EmotionPreRecognitionPipeline(Pipeline):
     >>> classifier = pipeline("emotion-pre-recognition", model="my-tcmp")
     >>> classifier(["that is terrible news", "i am so sorry"], top_k=2)
     [{'label': 'negative', 'score': 0.61}, {'label': 'neutral', 'score': 0.27}]
+    >>> classifier.save_pretrained("my-tcmp-pipeline")  # elsewhere, without tcmp:
+    >>> pipeline(model="my-tcmp-pipeline", trust_remote_code=True)
     ```
     """
 
@@ -56,6 +58,16 @@ class EmotionPreRecognitionPipeline(Pipeline):
         dialogues = [inputs] if single else list(inputs)
         outputs = super().__call__(_Dialogues(_as_dialogue(d, i) for i, d in enumerate(dialogues)), **kwargs)
         return outputs[0] if single else outputs
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """
+        As `Pipeline.save_pretrained` (the model, its config with `custom_pipelines`, this pipeline's code beside the
+        model code), plus the processor: `pipeline(model=folder, trust_remote_code=True)` then runs it where `tcmp` is
+        not installed, with the task given or inferred. (A folder with `custom_pipelines` asks for
+        `trust_remote_code=True` even where `tcmp` is installed: Transformers looks up a folder's own pipelines first.)
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory)
 
     def _sanitize_parameters(self, top_k=None, **kwargs):
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):

@@ -89,16 +89,34 @@ class TCMPProcessor(ProcessorMixin):
         return waveform
 
     def __call__(
-        self, dialogues: list[list[dict]], return_tensors: str = "pt", dialogue_names: list[str] | None = None, **kwargs
+        self,
+        dialogues: list[list[dict]] | None = None,
+        return_tensors: str = "pt",
+        dialogue_names: list[str] | None = None,
+        text: str | list[str] | None = None,
+        audio=None,
+        sampling_rate: int | None = None,
+        **kwargs,
     ) -> BatchFeature:
         """
         Returns a `BatchFeature` with `utterance_mask` (batch, max dialogue length) and, for the real utterances only
         in row-major order, `input_ids`/`attention_mask` (when the utterances have text) and
-        `input_values`/`audio_attention_mask` (when they have audio). Errors name the dialogue by its index, or by
-        its entry in `dialogue_names` when given (e.g. "session 'call-1'").
+        `input_values`/`audio_attention_mask` (when they have audio); PyTorch tensors, or NumPy arrays with
+        `return_tensors="np"` (e.g. for ONNX Runtime). Errors name the dialogue by its index, or by its entry in
+        `dialogue_names` when given (e.g. "session 'call-1'").
+
+        One dialogue may instead be given as `text=` (one str per utterance) and/or `audio=` (one waveform or file
+        path per utterance, with `sampling_rate` for waveforms), as other processors take them.
         """
-        if return_tensors != "pt":
-            raise ValueError(f"TCMPProcessor returns PyTorch tensors only (return_tensors='pt'), got {return_tensors!r}")
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(f"TCMPProcessor returns return_tensors='pt' or 'np', got {return_tensors!r}")
+        if text is not None or audio is not None:
+            if dialogues is not None:
+                raise TCMPInputError("pass either dialogues= or text=/audio= (one dialogue), not both")
+            dialogues = [self._dialogue_from(text, audio, sampling_rate)]
+        if return_tensors == "np":
+            batch = self(dialogues, dialogue_names=dialogue_names, **kwargs)
+            return BatchFeature(data={k: v.numpy() for k, v in batch.items()}, tensor_type="np")
         if not isinstance(dialogues, (list, tuple)):
             raise TCMPInputError(
                 f"TCMPProcessor takes a list of dialogues, each a list of utterance dicts, got {type(dialogues).__name__}"
@@ -151,6 +169,26 @@ class TCMPProcessor(ProcessorMixin):
             data["input_values"] = features["input_values"]
             data["audio_attention_mask"] = features["attention_mask"]
         return BatchFeature(data=data)
+
+    @staticmethod
+    def _dialogue_from(text, audio, sampling_rate) -> list[dict]:
+        """One dialogue's utterance dicts from per-utterance `text` and `audio` lists (a single item: one utterance)."""
+        texts = [text] if isinstance(text, str) else text
+        audios = [audio] if audio is not None and not isinstance(audio, (list, tuple)) else audio
+        if texts is not None and audios is not None and len(texts) != len(audios):
+            raise TCMPInputError(
+                f"text has {len(texts)} utterances but audio has {len(audios)}: give one of each per utterance"
+            )
+        count = len(texts) if texts is not None else len(audios)
+        dialogue = [{} for _ in range(count)]
+        for u, utterance in enumerate(dialogue):
+            if texts is not None:
+                utterance["text"] = texts[u]
+            if audios is not None:
+                utterance["audio"] = audios[u]
+                if sampling_rate is not None:
+                    utterance["sampling_rate"] = sampling_rate
+        return dialogue
 
     @staticmethod
     def _require_all(values, where, name):

@@ -136,3 +136,39 @@ def test_a_missing_folder_is_named_not_taken_for_a_hub_id(tmp_path):
         StreamingPreRecognizer.from_pretrained(missing)
     with pytest.raises(FileNotFoundError, match="^./no_such_hubert: no such folder$"):
         TCMPForPreTraining.from_text_audio_pretrained(None, "./no_such_hubert")
+
+
+def test_saved_pipeline_runs_without_tcmp_with_the_same_predictions(config, processor, tmp_path):
+    """A pipeline's `save_pretrained` folder: `pipeline(model=folder, trust_remote_code=True)`, task given or
+    inferred, where `import tcmp` fails, predicts as the pipeline of the installed tcmp."""
+    from transformers import pipeline
+
+    TCMPForEmotionPreRecognition(config).eval().save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    classifier = pipeline("emotion-pre-recognition", model=str(tmp_path / "model"))
+    dialogue = [{k: u[k] for k in ("text", "audio", "sampling_rate")} for u in random_dialogues(4, [3])[0]]
+    expected = classifier(dialogue)
+    saved = tmp_path / "saved"
+    classifier.save_pretrained(saved)
+    assert {"pipeline_tcmp.py", "modeling_tcmp.py", "processor_config.json"} <= set(os.listdir(saved))
+    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
+    script = f"""
+import sys
+sys.modules["tcmp"] = None
+import torch
+from transformers import pipeline
+case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
+for task in ("emotion-pre-recognition", None):
+    classifier = pipeline(task, model={str(saved)!r}, trust_remote_code=True)
+    assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+    got = classifier(case["dialogue"])
+    assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
+    assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
+print("OK")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

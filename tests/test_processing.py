@@ -128,3 +128,30 @@ def test_audio_file_errors_name_the_utterance_and_file(processor, tmp_path):
     soundfile.write(tmp_path / "tone.wav", np.zeros(1600, dtype=np.float32), 16000)
     with pytest.raises(TCMPInputError, match="sampling_rate 8000 given, but the audio file is 16000 Hz"):
         processor([[{"audio": str(tmp_path / "tone.wav"), "sampling_rate": 8000}]])
+
+
+def test_one_dialogue_as_text_and_audio_equals_dialogues(processor):
+    dialogue = random_dialogues(5, [3])[0]
+    expected = processor([dialogue])
+    batch = processor(
+        text=[u["text"] for u in dialogue], audio=[u["audio"] for u in dialogue], sampling_rate=16000,
+        return_tensors="pt",
+    )
+    assert set(batch) == set(expected)
+    for name in expected:
+        assert torch.equal(batch[name], expected[name])
+    text_only = processor(text="hello how are you")
+    assert text_only["utterance_mask"].tolist() == [[True]] and "input_values" not in text_only
+    with pytest.raises(TCMPInputError, match="text has 2 utterances but audio has 1"):
+        processor(text=["hello", "fine thanks"], audio=[dialogue[0]["audio"]], sampling_rate=16000)
+    with pytest.raises(TCMPInputError, match="either dialogues= or text=/audio="):
+        processor([dialogue], text=["hello"])
+
+
+def test_numpy_tensors_on_request(processor):
+    dialogues = random_dialogues(6, [2, 1])
+    as_torch, as_numpy = processor(dialogues), processor(dialogues, return_tensors="np")
+    for name, value in as_torch.items():
+        assert isinstance(as_numpy[name], np.ndarray) and np.array_equal(as_numpy[name], value.numpy())
+    with pytest.raises(ValueError, match="return_tensors='pt' or 'np', got 'tf'"):
+        processor(dialogues, return_tensors="tf")
