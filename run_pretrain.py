@@ -22,6 +22,7 @@ from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
+    PRETRAINED,
     CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
@@ -31,11 +32,13 @@ from tcmp.training import (
     TCMPPreTrainer,
     build_model_and_processor,
     check_selection_metric,
+    check_splits,
     data_collator,
     evaluate_split,
     final_evaluations,
     finish_run,
     parse_arguments,
+    starting_point,
     train_and_save,
     training_texts,
 )
@@ -51,6 +54,7 @@ def main(argv=None, callbacks=()) -> dict:
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
+    check_splits(dialogues, training_args, data_args.dataset)
     model, processor = build_model_and_processor(model_args, TCMPForPreTraining, training_texts(dialogues["train"]))
     streams = model.config.available_streams
     check_selection_metric(training_args, streams)
@@ -69,7 +73,7 @@ def main(argv=None, callbacks=()) -> dict:
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
-    for split, prefix in final_evaluations(training_args):
+    for split, prefix in final_evaluations(training_args, windows):
         results.update(evaluate_split(trainer, windows[split], prefix).metrics)
 
     return finish_run(
@@ -77,11 +81,18 @@ def main(argv=None, callbacks=()) -> dict:
         results,
         data_args.dataset,
         "TCMP pre-trained on " + data_args.dataset,
-        f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: "
-        + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
-        f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
-        "negatives: the other dialogues' utterances of the batch (per process); retrieval metrics over the true "
-        f"utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
+        PRETRAINED,
+        {
+            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: unlabelled dialogues, "
+            + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items()),
+            "Pre-training windows": "Reconstruction rule: none (pre-training reads whole unlabelled dialogues; the rule "
+            "applies when fine-tuning). Sliding windows of "
+            f"{data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; the "
+            "forthcoming utterances of a window are predicted from the ones before; negatives: the other "
+            "dialogues' utterances of the batch (of every process, with --gather_negatives); retrieval metrics over "
+            f"the true utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
+        },
+        starting_point(model_args),
     )
 
 
