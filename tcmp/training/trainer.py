@@ -240,7 +240,8 @@ class SetEpochCallback(TrainerCallback):
 
 
 def selection_callbacks(args: TCMPTrainingArguments) -> list[TrainerCallback]:
-    if args.early_stopping_patience is None:
+    """Early stopping, unless `--early_stopping_patience` is None or nothing is evaluated (`--eval_strategy no`)."""
+    if args.early_stopping_patience is None or args.eval_strategy == "no":
         return []
     return [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
 
