@@ -8,11 +8,10 @@ import os
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoProcessor
+from transformers import AutoProcessor, TrainerCallback
 
 import run_finetune
 import run_main_job
-import run_pretrain
 from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.checkpoints import PARTIAL_CHECKPOINT_FILE
 from tcmp.data import load_prerecognition_dataset
@@ -21,8 +20,14 @@ from tcmp.errors import ArgumentsError, DataError, PreflightError, TrainingInter
 from tcmp.feature_cache import encoder_fingerprint
 from tcmp.preflight import preflight, run_as_script
 from tcmp.presets import make_processor, tiny_config, word_tokenizer
-from tcmp.training import FinetuningArguments, ModelArguments, build_model_and_processor, parse_arguments, training_texts
-from transformers import TrainerCallback
+from tcmp.training import (
+    FinetuningArguments,
+    ModelArguments,
+    build_model_and_processor,
+    parse_arguments,
+    selection_callbacks,
+    training_texts,
+)
 
 from ..data.conftest import MELD_ROWS, write_meld_csv
 from .conftest import TINY_DEMO, tiny_flags
@@ -210,3 +215,12 @@ def test_a_build_summary_is_written_once(caplog, capsys):
         logging.getLogger("tcmp.data").removeHandler(handler)
     assert caplog.text.count("build summary") == 1
     assert capsys.readouterr().err.count("build summary") == 1  # through the handler only, not printed as well
+
+
+def test_no_early_stopping_when_nothing_is_evaluated(tmp_path):
+    unevaluated = FinetuningArguments(
+        output_dir=str(tmp_path), report_to="none", eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False, lr_scheduler_type="linear", lr_scheduler_kwargs={},
+    )
+    assert selection_callbacks(unevaluated) == []
+    assert len(selection_callbacks(FinetuningArguments(output_dir=str(tmp_path), report_to="none"))) == 1
