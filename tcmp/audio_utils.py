@@ -9,7 +9,6 @@ from math import gcd
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from .errors import AudioLoadError, TCMPInputError
 
@@ -86,6 +85,8 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling of a 1-D waveform."""
     if orig_rate == target_rate:
         return audio
+    from scipy.signal import resample_poly  # imported when first needed: scipy.signal takes seconds to import
+
     up, down = _resampling_factors(int(orig_rate), int(target_rate))
     return resample_poly(audio, up, down).astype(np.float32)
 

@@ -8,6 +8,9 @@ from .errors import CheckpointError
 
 
 CHECKSUM_FILE = "tcmp_checksums.json"
+PARTIAL_CHECKPOINT_FILE = "tcmp_frozen_weights_left_out.json"
+"""In an intermediate Trainer checkpoint saved without the weights that do not train (they come from the run's
+starting model): their names and a SHA-256 of their values."""
 
 
 def could_be_hub_id(name: str) -> bool:
@@ -52,4 +55,4 @@ def verify_checksums(folder: str):
             raise CheckpointError(f"{weights} is corrupted or truncated: its SHA-256 differs from the saved one")
 
 
-__all__ = ["CHECKSUM_FILE", "could_be_hub_id", "require_folder_or_hub_id", "write_checksums", "verify_checksums"]
+__all__ = ["CHECKSUM_FILE", "PARTIAL_CHECKPOINT_FILE", "could_be_hub_id", "require_folder_or_hub_id", "write_checksums", "verify_checksums"]

@@ -40,10 +40,14 @@ class PickleRefusedError(DataError):
     """Reading a joblib/pickle file was refused because `allow_pickle=True` was not given."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the newest complete checkpoint and how to continue from it."""
+
+
 SCRIPT_ERRORS = (ArgumentsError, PreflightError, DataError, CheckpointError)
 """What a training script reports as one line (`tcmp.preflight.run_as_script`)."""
 
 __all__ = [
     "TCMPInputError", "CheckpointError", "ArgumentsError", "PreflightError", "DiskSpaceError", "DataError",
-    "MissingFileError", "AudioLoadError", "PickleRefusedError", "SCRIPT_ERRORS",
+    "MissingFileError", "AudioLoadError", "PickleRefusedError", "TrainingInterrupted", "SCRIPT_ERRORS",
 ]

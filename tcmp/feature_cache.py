@@ -22,11 +22,25 @@ def _modalities(config) -> list[str]:
     return [m for m, present in (("text", config.has_text), ("audio", config.has_audio)) if present]
 
 
+PROVENANCE_KEYS = ("_name_or_path", "architectures", "auto_map", "transformers_version", "_commit_hash", "processor_class")
+"""Config and processor entries that say where a model came from, not what it computes: left out of the fingerprint,
+so that the same encoders loaded from their own folder or from a TCMP checkpoint share one cache."""
+
+
+def _without_provenance(values):
+    if isinstance(values, dict):
+        return {k: _without_provenance(v) for k, v in values.items() if k not in PROVENANCE_KEYS}
+    return values
+
+
+def _settings(values: dict) -> str:
+    return json.dumps(_without_provenance(values), sort_keys=True, default=str)
+
+
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
-    """
-    SHA-256 over the encoders' configs and weights, the processor's settings (its config and vocabulary) and the text
-    pooling when it is not the default one.
-    """
+    """SHA-256 over what the cached features depend on: the encoders' configs (without provenance, `PROVENANCE_KEYS`)
+    and weights (names, dtypes, values), the processor's settings (its config and vocabulary) and the text pooling
+    when it is not the default one."""
     base = model.base_model
     digest = hashlib.sha256()
     if model.config.text_pooling != "max_mean":
@@ -35,11 +49,11 @@ def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
         if encoder is None:
             digest.update(b"none")
             continue
-        digest.update(encoder.config.to_json_string(use_diff=False).encode())
+        digest.update(_settings(encoder.config.to_dict()).encode())
         for name, tensor in sorted(encoder.state_dict().items()):
-            digest.update(name.encode())
+            digest.update(f"{name} {tensor.dtype}".encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    digest.update(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(_settings(processor.to_dict()).encode())
     digest.update(json.dumps(sorted(processor.tokenizer.get_vocab().items())).encode())
     return digest.hexdigest()
 

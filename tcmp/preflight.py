@@ -26,12 +26,23 @@ TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
 """Files the Trainer saves with `torch.save` (zip archives) in a one-process checkpoint."""
 
 
+CREATED_FOLDERS: list[str] = []
+"""Folders the preflight of this process created (the topmost new one of each path): `run_as_script` removes those
+still empty when the script fails, so that a failed run leaves no empty output folder behind."""
+
+
 def check_writable(folder: str, purpose: str) -> None:
-    """Create `folder` if needed, then write and delete a probe file in it."""
+    """Create `folder` if needed (remembered in `CREATED_FOLDERS`), then write and delete a probe file in it."""
+    top = os.path.abspath(folder)
+    while not os.path.exists(os.path.dirname(top)) and os.path.dirname(top) != top:
+        top = os.path.dirname(top)
+    created = not os.path.exists(top)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise PreflightError(f"the {purpose} {folder} cannot be created: {error.strerror or error}") from None
+    if created:
+        CREATED_FOLDERS.append(top)
     probe = os.path.join(folder, f".tcmp_write_probe_{os.getpid()}")
     try:
         with open(probe, "wb") as handle:
@@ -153,12 +164,35 @@ def resume_checkpoint(output_dir: str, requested: str | None, expected: tuple[st
     raise PreflightError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {output_dir}")
 
 
+def check_earlier_run(args) -> None:
+    """
+    An `output_dir` holding checkpoints of an earlier run is never overwritten silently: training there needs
+    `--resume_from_checkpoint` (continue) or `--overwrite_output_dir` (those checkpoints are deleted, start over).
+    """
+    if not args.do_train or args.resume_from_checkpoint is not None or not os.path.isdir(args.output_dir):
+        return
+    earlier = sort_checkpoints(args.output_dir)
+    if not earlier:
+        return
+    if not args.overwrite_output_dir:
+        names = ", ".join(os.path.basename(folder) for folder in earlier)
+        raise PreflightError(
+            f"the output folder (--output_dir) {args.output_dir} holds checkpoints of an earlier run ({names}): "
+            "continue it with --resume_from_checkpoint last, or start over with --overwrite_output_dir (deletes them)"
+        )
+    if args.should_save:
+        logger.warning("--overwrite_output_dir: deleting %d checkpoint(s) of an earlier run in %s", len(earlier), args.output_dir)
+        for folder in earlier:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def preflight(args) -> None:
     """
     Check a run's `TCMPTrainingArguments` before any work: `output_dir` (and `TENSORBOARD_LOGGING_DIR` when
-    TensorBoard logs elsewhere) writable with `min_free_disk_gb` GB free; `resume_from_checkpoint` is resolved to a
-    complete folder.
+    TensorBoard logs elsewhere) writable with `min_free_disk_gb` GB free, without an earlier run's checkpoints
+    unless resumed or overwritten (`check_earlier_run`); `resume_from_checkpoint` is resolved to a complete folder.
     """
+    check_earlier_run(args)
     folders = [(args.output_dir, "output folder (--output_dir)")]
     logging_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
     if logging_dir and "tensorboard" in (args.report_to or []):
@@ -169,13 +203,36 @@ def preflight(args) -> None:
     args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, trainer_files(args))
 
 
+def remove_created_folders() -> None:
+    """Remove the folders in `CREATED_FOLDERS` that are still empty (with their empty subfolders)."""
+    for top in reversed(CREATED_FOLDERS):
+        for folder, subfolders, files in os.walk(top, topdown=False):
+            if not files and not os.listdir(folder):
+                os.rmdir(folder)
+    CREATED_FOLDERS.clear()
+
+
 def run_as_script(main) -> None:
     """
     Call a script's `main()`. Errors whose message names the bad flag, file, folder or value (`tcmp.errors.SCRIPT_ERRORS`:
     `ArgumentsError`, `PreflightError`, `DataError`, `CheckpointError`) end the script with that one line and exit
-    status 1, without a traceback.
+    status 1, without a traceback; Ctrl-C ends it with one line (how to resume, after training started) and exit
+    status 130. A failed run removes the output folders it created if they are still empty. Transformers' progress
+    bars per weights file (loading, writing shards) are off; the Trainer's and the data builds' stay.
     """
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    script = os.path.basename(sys.argv[0])
     try:
         main()
     except SCRIPT_ERRORS as error:
-        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")
+        remove_created_folders()
+        sys.exit(f"{script}: error: {error}")
+    except KeyboardInterrupt as interrupt:
+        remove_created_folders()
+        print(f"{script}: interrupted" + (f": {interrupt}" if str(interrupt) else ""), file=sys.stderr)
+        sys.exit(130)
+    except BaseException:
+        remove_created_folders()
+        raise

@@ -148,9 +148,12 @@ class BuildReport:
         return "\n".join(lines)
 
     def log(self):
+        """The summary, once: through logging where it emits INFO records (the training scripts), else on stderr."""
         text = self.summary()
-        logger.info(text)
-        print(text, file=sys.stderr)
+        if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+            logger.info(text)
+        else:
+            print(text, file=sys.stderr)
 
 
 REPORT_FILE = "tcmp_build_report.json"

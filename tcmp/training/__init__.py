@@ -17,10 +17,20 @@ from .arguments import (
     parse_arguments,
 )
 from .metrics import PreRecognitionMetrics, RetrievalMetrics, majority_baseline
-from .reports import describe_rule, model_card, write_prerecognition_report
-from .setup import CachedFeatureWindows, build_model_and_processor, data_collator, loading, training_texts
+from .reports import FINETUNED, PRETRAINED, describe_rule, model_card, write_prerecognition_report
+from .setup import (
+    CachedFeatureWindows,
+    build_model_and_processor,
+    check_checkpoint_flags,
+    check_splits,
+    data_collator,
+    loading,
+    starting_point,
+    training_texts,
+)
 from .trainer import (
     DiskSpaceCallback,
+    FrozenWeightsCallback,
     SetEpochCallback,
     TCMPPreTrainer,
     TCMPTrainer,
@@ -36,8 +46,9 @@ from .trainer import (
 __all__ = [
     "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "FinetuningDataArguments", "ModelArguments", "PretrainingArguments",
     "PretrainingDataArguments", "TCMPTrainingArguments", "check_selection_metric", "parse_arguments",
-    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "describe_rule", "model_card",
-    "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "data_collator", "loading",
-    "training_texts", "DiskSpaceCallback", "SetEpochCallback", "TCMPPreTrainer", "TCMPTrainer", "evaluate_split",
+    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "FINETUNED", "PRETRAINED", "describe_rule", "model_card",
+    "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "check_checkpoint_flags",
+    "check_splits", "data_collator", "loading", "starting_point",
+    "training_texts", "DiskSpaceCallback", "FrozenWeightsCallback", "SetEpochCallback", "TCMPPreTrainer", "TCMPTrainer", "evaluate_split",
     "final_evaluations", "finish_run", "parameter_groups", "selection_callbacks", "train_and_save",
 ]

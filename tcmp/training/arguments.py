@@ -1,5 +1,6 @@
 """The training scripts' arguments: model, data and `TrainingArguments` with the paper's defaults, and their parsing."""
 
+import difflib
 import json
 import os
 import sys
@@ -13,6 +14,10 @@ from transformers.trainer_utils import SchedulerType
 from ..checkpoints import require_folder_or_hub_id
 from ..configuration_tcmp import MODALITIES, TEXT_POOLINGS, STREAMS, check_encoder_chunk_size
 from ..errors import ArgumentsError
+
+
+OPTIONAL_BOOL = {"nargs": "?", "const": True}
+"""argparse options of a `bool | None` flag: `--flag` is True, `--flag false` False, left out None."""
 
 
 @dataclass
@@ -35,8 +40,18 @@ class ModelArguments:
         default=None, metadata={"help": "Size d of a new model (default: 32 for tiny, else the text encoder's width)."}
     )
     dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model (config default: 0.1)."})
-    modality: str = field(default="all", metadata={"help": "Streams used.", "choices": list(MODALITIES)})
-    no_context: bool = field(default=False, metadata={"help": "Ablation: the predictor uses its query alone."})
+    modality: str | None = field(
+        default=None,
+        metadata={"help": "Streams used (default: a checkpoint's own, else all).", "choices": list(MODALITIES)},
+    )
+    no_context: bool | None = field(
+        default=None,
+        metadata={"help": "Ablation: the predictor uses its query alone (default: a checkpoint's own).", **OPTIONAL_BOOL},
+    )
+    freeze_encoders: bool | None = field(
+        default=None,
+        metadata={"help": "Keep both utterance encoders fixed (default: a checkpoint's own, else no).", **OPTIONAL_BOOL},
+    )
     text_pooling: str | None = field(
         default=None,
         metadata={
@@ -45,7 +60,6 @@ class ModelArguments:
             "choices": list(TEXT_POOLINGS),
         },
     )
-    freeze_encoders: bool = field(default=False, metadata={"help": "Keep both utterance encoders fixed."})
     freeze_feature_encoder: bool = field(
         default=False,
         metadata={"help": "Keep the speech encoder's convolutional front end fixed (faster; the paper trains it)."},
@@ -64,17 +78,26 @@ class ModelArguments:
             "default: audio in chunks of 2 on CPU, everything else in one pass)."
         },
     )
-    max_text_length: int = field(default=60, metadata={"help": "Tokens kept per utterance (new processors)."})
-    max_audio_length: int = field(default=80000, metadata={"help": "Samples kept per utterance (new processors)."})
-    use_feature_cache: bool = field(
-        default=False, metadata={"help": "Encode every utterance once with the frozen encoders and train on the cache."}
+    max_text_length: int | None = field(
+        default=None, metadata={"help": "Tokens kept per utterance by a new processor (default 60)."}
+    )
+    max_audio_length: int | None = field(
+        default=None, metadata={"help": "Samples kept per utterance by a new processor (default 80000)."}
+    )
+    use_feature_cache: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Encode every utterance once with the frozen encoders and train on the cache (default: whenever "
+            "the encoders are frozen; false: encode on every step).",
+            **OPTIONAL_BOOL,
+        },
     )
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Where the feature cache is kept."})
 
     def __post_init__(self):
         if self.encoder_chunk_size is not None:
             self.chunk_size()
-        if self.use_feature_cache and not self.freeze_encoders:
+        if self.use_feature_cache and not (self.freeze_encoders or self.freeze_encoders is None and self.model_name_or_path):
             raise ArgumentsError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
         if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
             raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
@@ -86,15 +109,9 @@ class ModelArguments:
                 raise ArgumentsError(f"--{flag} {error}") from None
 
     def config_overrides(self) -> dict:
-        """Config values this run sets on the model, whichever way it is built."""
-        overrides = {
-            "modality": self.modality,
-            "no_context": self.no_context,
-            "freeze_encoders": self.freeze_encoders,
-            "freeze_feature_encoder": self.freeze_feature_encoder,
-            "gather_negatives": self.gather_negatives,
-        }
-        for name in ("dropout", "num_negatives", "text_pooling"):
+        """Config values this run sets on the model, whichever way it is built (flags left out keep a checkpoint's)."""
+        overrides = {"freeze_feature_encoder": self.freeze_feature_encoder, "gather_negatives": self.gather_negatives}
+        for name in ("modality", "no_context", "freeze_encoders", "dropout", "num_negatives", "text_pooling"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         if self.encoder_chunk_size is not None:
@@ -219,6 +236,10 @@ class TCMPTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "A checkpoint folder to continue from, or 'last': the newest complete one in --output_dir."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an --output_dir that holds checkpoints of an earlier run (deletes them)."},
+    )
     do_train: bool = field(default=True, metadata={"help": "Train on the training split."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate the final model on the validation split."})
     do_predict: bool = field(default=True, metadata={"help": "Evaluate the final model once on the test split."})
@@ -236,6 +257,10 @@ class TCMPTrainingArguments(TrainingArguments):
                 f"--num_train_epochs must be above 0 (or give --max_steps), got {self.num_train_epochs}: nothing would train"
             )
         super().__post_init__()
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # pinned memory only speeds up copies to an accelerator
+        if self.resume_from_checkpoint and self.overwrite_output_dir:
+            raise ArgumentsError("give either --resume_from_checkpoint or --overwrite_output_dir, not both")
         if self.lr_scheduler_type == SchedulerType.REDUCE_ON_PLATEAU:
             self.lr_scheduler_kwargs = {"mode": "max" if self.greater_is_better else "min", **self.lr_scheduler_kwargs}
 
@@ -268,6 +293,19 @@ def check_selection_metric(args: TrainingArguments, streams) -> None:
         )
 
 
+def check_flag_names(parser: HfArgumentParser, argv: list[str]) -> None:
+    """An unknown `--flag` is an `ArgumentsError` naming it and the closest known flags (difflib)."""
+    known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        if not flag.startswith("--") or flag in known or any(k.startswith(flag) for k in known):
+            continue
+        spelled = [k for k in known if "-" not in k[2:]]  # each flag once, as the help spells it (not --flag-name)
+        close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), spelled, n=3, cutoff=0.6)
+        hint = f": did you mean {' or '.join(close)}?" if close else " (see --help)"
+        raise ArgumentsError(f"unknown flag {flag}{hint}")
+
+
 def parse_arguments(dataclass_types, argv=None) -> tuple:
     """
     Command-line flags, or one `.json`/`.yaml` file holding them all. A value the argument classes refuse (ours or
@@ -275,6 +313,7 @@ def parse_arguments(dataclass_types, argv=None) -> tuple:
     """
     parser = HfArgumentParser(dataclass_types)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    check_flag_names(parser, argv)
     arguments_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
     if arguments_file and not os.path.isfile(arguments_file):
         raise ArgumentsError(f"no such arguments file: {arguments_file}")

@@ -33,8 +33,24 @@ def describe_rule(rule) -> str:
     return rule.describe() if rule is not None else "not recorded by the dataset build"
 
 
-def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArguments, results: dict, extra: str = "") -> str:
-    """A model card (`README.md`) with the dataset and its reconstruction rule, the settings and the eval/test results."""
+FINETUNED = (
+    "TCMP (Ju et al., CIKM 2023) emotion pre-recognition: the emotion of the next utterance of a conversation, "
+    "predicted from the earlier ones only. Load it with `import tcmp` and the Auto classes, or with "
+    "`trust_remote_code=True`."
+)
+PRETRAINED = (
+    "TCMP (Ju et al., CIKM 2023) pre-trained on unlabelled dialogues with text–audio matching and forthcoming-utterance "
+    "prediction; it predicts no emotion yet: fine-tune it for emotion pre-recognition (`run_finetune.py "
+    "--model_name_or_path`). Load it with `import tcmp` and the Auto classes, or with `trust_remote_code=True`."
+)
+
+
+def model_card(
+    title: str, about: str, sections: dict[str, str], start: str, model, args: TCMPTrainingArguments, results: dict,
+    extra: str = "",
+) -> str:
+    """A model card (`README.md`): what the model is (`about`), its data `sections` (heading → text), the starting
+    point, the settings and the eval/test results."""
     config = model.config
     results = {
         name: value for name, value in results.items()
@@ -46,6 +62,7 @@ def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArg
         if sub is not None
     )
     settings = {
+        "starting point": start,
         "encoders": encoders,
         "hidden size d": config.hidden_size,
         "modality": config.modality,
@@ -68,18 +85,9 @@ def model_card(title: str, dataset: str, rule: str, model, args: TCMPTrainingArg
         "",
         f"# {title}",
         "",
-        "TCMP (Ju et al., CIKM 2023) emotion pre-recognition: the emotion of the next utterance of a conversation, "
-        "predicted from the earlier ones only. Load it with `import tcmp` and the Auto classes, or with "
-        "`trust_remote_code=True`.",
+        about,
         "",
-        "## Dataset",
-        "",
-        dataset,
-        "",
-        "## Reconstruction rule",
-        "",
-        rule,
-        "",
+        *[line for heading, text in sections.items() for line in (f"## {heading}", "", text, "")],
         "## Settings",
         "",
         "| setting | value |",

@@ -1,15 +1,23 @@
 """The Trainer of TCMP (two learning rates, disk checks around saves), its callbacks and the steps the scripts share."""
 
+import contextlib
+import hashlib
+import json
+import logging
 import os
 
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 
-from ..errors import DiskSpaceError
-from ..preflight import check_room_to_save, failed_save, room_to_save
+from ..checkpoints import PARTIAL_CHECKPOINT_FILE
+from ..errors import DiskSpaceError, PreflightError, TrainingInterrupted
+from ..preflight import check_room_to_save, failed_save, resume_checkpoint, room_to_save, trainer_files
 from .arguments import TCMPTrainingArguments
 from .reports import model_card
+
+
+logger = logging.getLogger(__name__)
 
 
 def parameter_groups(model: torch.nn.Module, decay_names: set[str], args: TCMPTrainingArguments) -> list[dict]:
@@ -41,6 +49,8 @@ class TCMPTrainer(Trainer):
         self.model_card: str | None = None
         self.disk_space = DiskSpaceCallback()
         self.add_callback(self.disk_space)
+        self.frozen_weights = FrozenWeightsCallback(self.model, self.args)
+        self.add_callback(self.frozen_weights)
 
     @classmethod
     def for_splits(cls, model, args, processor, collator, splits: dict, compute_metrics, callbacks=(), train_split="train"):
@@ -57,15 +67,31 @@ class TCMPTrainer(Trainer):
             callbacks=[*selection_callbacks(args), *callbacks],
         )
 
-    def train(self, *args, **kwargs):
-        """`Trainer.train`; a checkpoint save that fails because the disk filled up is a `DiskSpaceError` naming it."""
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """
+        `Trainer.train`, with the weights that do not train left out of intermediate checkpoints
+        (`FrozenWeightsCallback`); a checkpoint save that fails because the disk filled up is a `DiskSpaceError`
+        naming it; Ctrl-C is a `TrainingInterrupted` that says how to continue.
+        """
         try:
-            return super().train(*args, **kwargs)
+            with self.frozen_weights.left_out_of_checkpoints(resume_from_checkpoint):
+                return super().train(resume_from_checkpoint, *args, **kwargs)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.how_to_continue()) from None
         except Exception as error:
             disk_error = self.disk_space.failed_save(self.args, error)
             if disk_error is None:
                 raise
             raise disk_error from error
+
+    def how_to_continue(self) -> str:
+        """Where an interrupted run stopped and how to continue it (its newest complete checkpoint)."""
+        stopped = f"stopped at step {self.state.global_step} of {self.state.max_steps}"
+        try:
+            last = resume_checkpoint(self.args.output_dir, "last", trainer_files(self.args))
+        except PreflightError:
+            return f"{stopped}, before the first checkpoint; running the command again starts over"
+        return f"{stopped}; continue from {last} with the same command and --resume_from_checkpoint last"
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -139,6 +165,70 @@ class DiskSpaceCallback(TrainerCallback):
         return None if self.saving is None else failed_save(args, *self.saving, error)
 
 
+class FrozenWeightsCallback(TrainerCallback):
+    """
+    Intermediate checkpoints leave out the weights that do not train (frozen encoders, a frozen speech front end):
+    during `train`, their names are in the model's `_keys_to_ignore_on_save`, so the Trainer neither saves them nor
+    misses them when it resumes or loads the best checkpoint, and they keep the values the run started from, which
+    are exactly those it trained with. Each such checkpoint holds `PARTIAL_CHECKPOINT_FILE` (the names left out and
+    a SHA-256 of their values), and resuming from it checks that the model given starts from the same values. The
+    final model is saved whole. Off under DeepSpeed and FSDP, which save in their own layout.
+    """
+
+    def __init__(self, model, args):
+        self.model = model
+        self.enabled = not (args.deepspeed or args.fsdp)
+        self.names: set[str] = set()
+        self.digest: str | None = None
+
+    def _frozen(self) -> dict:
+        return {name: p for name, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+    def _digest(self, frozen: dict) -> str:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(frozen.items()):
+            digest.update(name.encode())
+            digest.update(str(tensor.dtype).encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    @contextlib.contextmanager
+    def left_out_of_checkpoints(self, resume_from_checkpoint: str | None):
+        frozen = self._frozen() if self.enabled else {}
+        if not frozen:
+            yield
+            return
+        self.names, self.digest = set(frozen), self._digest(frozen)
+        if isinstance(resume_from_checkpoint, str):
+            self.check_resumable(resume_from_checkpoint)
+        kept = self.model._keys_to_ignore_on_save
+        self.model._keys_to_ignore_on_save = set(kept or ()) | self.names
+        try:
+            yield
+        finally:
+            self.model._keys_to_ignore_on_save = kept
+
+    def check_resumable(self, checkpoint: str) -> None:
+        """The checkpoint left out exactly these frozen weights, with these values (the same starting model)."""
+        path = os.path.join(checkpoint, PARTIAL_CHECKPOINT_FILE)
+        if not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+        if set(recorded["left_out"]) != self.names or recorded["sha256"] != self.digest:
+            raise PreflightError(
+                f"{checkpoint} was saved without its frozen weights, and the model of this run does not start from "
+                "the same ones: resume with the flags of the interrupted run (--model_name_or_path / --text_encoder / "
+                "--audio_encoder, --freeze_encoders, --freeze_feature_encoder)"
+            )
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.names and args.should_save:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            with open(os.path.join(folder, PARTIAL_CHECKPOINT_FILE), "w", encoding="utf-8") as handle:
+                json.dump({"left_out": sorted(self.names), "sha256": self.digest}, handle, indent=1)
+
+
 class SetEpochCallback(TrainerCallback):
     """Calls `dataset.set_epoch(epoch)` at the start of each epoch (pre-training windows shift their offset)."""
 
@@ -150,7 +240,8 @@ class SetEpochCallback(TrainerCallback):
 
 
 def selection_callbacks(args: TCMPTrainingArguments) -> list[TrainerCallback]:
-    if args.early_stopping_patience is None:
+    """Early stopping, unless `--early_stopping_patience` is None or nothing is evaluated (`--eval_strategy no`)."""
+    if args.early_stopping_patience is None or args.eval_strategy == "no":
         return []
     return [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
 
@@ -182,20 +273,29 @@ def evaluate_split(trainer: Trainer, dataset, prefix: str, extra_metrics=None):
     return output
 
 
-def final_evaluations(args: TCMPTrainingArguments) -> list[tuple[str, str]]:
-    """(split, metric prefix) of the final scoring a run asks for: validation with `--do_eval`, test with `--do_predict`."""
+def final_evaluations(args: TCMPTrainingArguments, splits: dict) -> list[tuple[str, str]]:
+    """(split, metric prefix) of the final scoring a run asks for: validation with `--do_eval`, test with
+    `--do_predict`; a split `splits` lacks (or holds empty) is left out with a warning."""
     wanted = (("validation", "eval", args.do_eval), ("test", "test", args.do_predict))
-    return [(split, prefix) for split, prefix, asked in wanted if asked]
+    present = []
+    for split, prefix, asked in wanted:
+        if asked and (split not in splits or len(splits[split]) == 0):
+            logger.warning("the dataset has no %s split: it is not scored", split)
+        elif asked:
+            present.append((split, prefix))
+    return present
 
 
 def finish_run(
-    trainer: TCMPTrainer, results: dict, dataset_name: str, title: str, dataset: str, rule: str, extra: str = ""
+    trainer: TCMPTrainer, results: dict, dataset_name: str, title: str, about: str, sections: dict[str, str],
+    start: str, extra: str = "",
 ) -> dict:
     """
-    The scripts' last step: the model card (`reports.model_card` of the title, dataset, rule, the run's settings and
-    eval/test `results`) as the output folder's README.md, the push to the Hub with `--push_to_hub`; returns `results`.
+    The scripts' last step: the model card (`reports.model_card` of the title, what the model is, its data sections,
+    starting point, the run's settings and eval/test `results`) as the output folder's README.md, the push to the
+    Hub with `--push_to_hub`; returns `results`.
     """
-    trainer.model_card = model_card(title, dataset, rule, trainer.model, trainer.args, results, extra=extra)
+    trainer.model_card = model_card(title, about, sections, start, trainer.model, trainer.args, results, extra=extra)
     trainer.create_model_card()
     if trainer.args.push_to_hub:
         trainer.push_to_hub(dataset=dataset_name)
