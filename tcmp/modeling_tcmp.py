@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from transformers.utils import ModelOutput
 
 from .configuration_tcmp import STREAMS, TCMPConfig
+from .speech_front_end import use_contiguous_front_end
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
@@ -415,7 +416,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         if text_model_path:
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
-            base.audio_model = _without_pooler(AutoModel.from_pretrained(audio_model_path))
+            base.audio_model = use_contiguous_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
         base.set_encoders_frozen(model.config.freeze_encoders)
         return model
 
@@ -429,7 +430,11 @@ class TCMPModel(TCMPPreTrainedModel):
             raise ValueError("TCMPConfig needs a text_config, an audio_config or both; it has neither")
         d = config.hidden_size
         self.text_model = _without_pooler(AutoModel.from_config(config.text_config)) if config.has_text else None
-        self.audio_model = _without_pooler(AutoModel.from_config(config.audio_config)) if config.has_audio else None
+        self.audio_model = (
+            use_contiguous_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
+            if config.has_audio
+            else None
+        )
         self.text_projection = (
             TCMPUtteranceProjection(config.text_config.hidden_size, d, config.dropout) if config.has_text else None
         )
@@ -771,17 +776,6 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         flat = base.encode_utterances(**utterance_inputs)
         outputs = base.dialogue_forward(flat, utterance_mask)
         batch_size, length = utterance_mask.shape
-        if dialogue_ids is None:
-            dialogue_ids = torch.arange(batch_size, device=utterance_mask.device)
-        negatives = {}
-        if negative_input_ids is not None or negative_input_values is not None:
-            negatives = base.encode_utterances(
-                negative_input_ids,
-                negative_attention_mask,
-                negative_token_type_ids,
-                negative_input_values,
-                negative_audio_attention_mask,
-            )
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
         )
