@@ -155,8 +155,8 @@ def main():
                         rounds=args.rounds, modes="/".join(modes),
                         data="demo corpus pre-training dialogues, first 11 utterances each"))
     print(f"utterances timed (ours): {utterances['lengths']}")
-    for _, (_, (warm, _)) in modes.items():
-        warm()
+    warm_up_seconds, _ = timed(lambda: [warm() for _, (warm, _) in modes.values()])
+    print(f"warm-up (one step of each mode): {warm_up_seconds:.0f} s", flush=True)
     rates = {mode: [] for mode in modes}
     for r in range(args.rounds):
         for mode, (count, (_, step)) in modes.items():
