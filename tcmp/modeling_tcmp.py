@@ -21,6 +21,7 @@ from transformers.utils.generic import can_return_tuple
 from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
 from .errors import CheckpointError
+from .speech_front_end import use_contiguous_front_end
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
@@ -458,7 +459,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         if text_model_path:
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
-            base.audio_model = _without_pooler(AutoModel.from_pretrained(audio_model_path))
+            base.audio_model = use_contiguous_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
         base.apply_encoder_freezing()
         return model
 
@@ -472,7 +473,11 @@ class TCMPModel(TCMPPreTrainedModel):
             raise ValueError("TCMPConfig needs a text_config, an audio_config or both; it has neither")
         d = config.hidden_size
         self.text_model = _without_pooler(AutoModel.from_config(config.text_config)) if config.has_text else None
-        self.audio_model = _without_pooler(AutoModel.from_config(config.audio_config)) if config.has_audio else None
+        self.audio_model = (
+            use_contiguous_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
+            if config.has_audio
+            else None
+        )
         self.text_projection = (
             TCMPUtteranceProjection(config.text_config.hidden_size, d, config.dropout) if config.has_text else None
         )
