@@ -20,6 +20,17 @@ def position_labels(rows: list[dict], num_utterances: int) -> torch.Tensor:
     return labels
 
 
+def add_targets(batch: dict, rows: list[dict]) -> dict:
+    """`labels` (per sample, or per position for per-dialogue rows) and `dialogue_ids` of `rows`, when they have them."""
+    if "label" in rows[0]:
+        batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
+    elif "target_positions" in rows[0]:
+        batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
+    if "dialogue_index" in rows[0]:
+        batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
+    return batch
+
+
 @dataclass
 class TCMPDataCollator:
     """
@@ -64,11 +75,4 @@ class TCMPDataCollator:
         return utterances
 
     def __call__(self, rows: list[dict]) -> dict:
-        batch = self.processor([self.utterances(row) for row in rows])
-        if "label" in rows[0]:
-            batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
-        elif "target_positions" in rows[0]:
-            batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
-        if "dialogue_index" in rows[0]:
-            batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
-        return batch
+        return add_targets(self.processor([self.utterances(row) for row in rows]), rows)

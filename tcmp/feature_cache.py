@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
 
-from .collator import TCMPDataCollator, position_labels
+from .collator import TCMPDataCollator, add_targets
 from .processing_tcmp import TCMPProcessor, utterance_mask
 
 
@@ -119,13 +119,7 @@ class TCMPFeatureCollator:
             batch["text_features"] = self.text_features[flat]
         if self.audio_features is not None:
             batch["audio_features"] = self.audio_features[flat]
-        if "label" in rows[0]:
-            batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
-        elif "target_positions" in rows[0]:
-            batch["labels"] = position_labels(rows, batch["utterance_mask"].shape[1])
-        if "dialogue_index" in rows[0]:
-            batch["dialogue_ids"] = torch.tensor([row["dialogue_index"] for row in rows], dtype=torch.long)
-        return batch
+        return add_targets(batch, rows)
 
 
 def cached_feature_dataset(

@@ -172,6 +172,17 @@ def _find_clip(clips: str, audio_cache: str, uid: str, report: SplitReport) -> s
     return os.path.abspath(wav)
 
 
+def meld_csv_files(csv_dir: str) -> dict[str, str]:
+    """split → path of each of MELD's CSVs present in `csv_dir` (a `MissingFileError` if none is)."""
+    if not os.path.isdir(csv_dir):
+        raise MissingFileError(f"MELD CSV folder {csv_dir!r} does not exist")
+    present = {split: os.path.join(csv_dir, name) for split, name in CSV_FILES.items()
+               if os.path.exists(os.path.join(csv_dir, name))}
+    if not present:
+        raise MissingFileError(f"{csv_dir!r} holds none of MELD's CSVs {list(CSV_FILES.values())}")
+    return present
+
+
 def build_pmeld(
     csv_dir: str,
     media_dir: str | None = None,
@@ -198,12 +209,7 @@ def build_pmeld(
     if on_gap not in GAP_POLICIES:
         raise DataError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
     rule = ReconstructionRule.from_value(rule)
-    if not os.path.isdir(csv_dir):
-        raise MissingFileError(f"MELD CSV folder {csv_dir!r} does not exist")
-    present = {split: os.path.join(csv_dir, name) for split, name in CSV_FILES.items()
-               if os.path.exists(os.path.join(csv_dir, name))}
-    if not present:
-        raise MissingFileError(f"{csv_dir!r} holds none of MELD's CSVs {list(CSV_FILES.values())}")
+    present = meld_csv_files(csv_dir)
     if media_dir is not None and not os.path.isdir(media_dir):
         raise MissingFileError(f"media folder {media_dir!r} does not exist")
     from datasets import config
@@ -239,12 +245,7 @@ def build_meld_dialogues(csv_dir: str, cache_dir: str | None = None, return_repo
     """
     from .common import dialogue_features
 
-    if not os.path.isdir(csv_dir):
-        raise MissingFileError(f"MELD CSV folder {csv_dir!r} does not exist")
-    present = {split: os.path.join(csv_dir, name) for split, name in CSV_FILES.items()
-               if os.path.exists(os.path.join(csv_dir, name))}
-    if not present:
-        raise MissingFileError(f"{csv_dir!r} holds none of MELD's CSVs {list(CSV_FILES.values())}")
+    present = meld_csv_files(csv_dir)
     splits, reports = {}, {}
     for split, path in present.items():
         spec = {"kind": "meld_dialogues", "csv": file_identity(path)}
