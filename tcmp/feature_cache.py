@@ -37,12 +37,17 @@ def _settings(values: dict) -> str:
     return json.dumps(_without_provenance(values), sort_keys=True, default=str)
 
 
+ENCODING_VERSION = "2"
+"""Raised when the way features are computed changes (2: group-norm speech front ends encode one length per pass),
+so that caches written by earlier code are not reused."""
+
+
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
     """SHA-256 over what the cached features depend on: the encoders' configs (without provenance, `PROVENANCE_KEYS`)
-    and weights (names, dtypes, values), the processor's settings (its config and vocabulary) and the text pooling
-    when it is not the default one."""
+    and weights (names, dtypes, values), the processor's settings (its config and vocabulary), the text pooling
+    when it is not the default one, and `ENCODING_VERSION`."""
     base = model.base_model
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"encoding {ENCODING_VERSION}".encode())
     if model.config.text_pooling != "max_mean":
         digest.update(f"text_pooling={model.config.text_pooling}".encode())
     for encoder in (base.text_model, base.audio_model):
