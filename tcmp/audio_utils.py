@@ -121,7 +121,9 @@ def audio_file_info(path: str, where: str | None = None):
     try:
         info = soundfile.info(path)
     except Exception as error:  # soundfile raises LibsndfileError/RuntimeError/TypeError on junk
-        raise AudioLoadError(f"{name} cannot be read (unreadable: {type(error).__name__}: {error})") from None
+        raise AudioLoadError(
+            f"{name} cannot be read ({os.path.basename(path)!r}: unreadable, {type(error).__name__}: {error})"
+        ) from None
     check_sampling_rate(info.samplerate, name, error=AudioLoadError)
     if info.frames == 0:
         raise AudioLoadError(f"{name}: empty (0 audio frames)")
@@ -161,7 +163,9 @@ def decode_file(
     try:
         data, _ = soundfile.read(path, start=first, stop=last, dtype="float32", always_2d=True)
     except Exception as error:
-        raise AudioLoadError(f"{name} cannot be read (unreadable: {type(error).__name__}: {error})") from None
+        raise AudioLoadError(
+            f"{name} cannot be read ({os.path.basename(path)!r}: unreadable, {type(error).__name__}: {error})"
+        ) from None
     if data.size == 0:
         raise AudioLoadError(f"{name}: empty (no samples decoded)")
     try:
