@@ -34,7 +34,10 @@ def main(output_dir: str):
     rank, world_size = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
     processor = make_processor(word_tokenizer([" ".join(WORDS)]))
-    model = TCMPForPreTraining(tiny_config(len(processor.tokenizer))).eval()  # no dropout: the two runs must agree
+    # no dropout (eval), so the two runs must agree; each process contrasts its own batch (gathered negatives are
+    # tested in tests/distributed), as the reference, which steps on the two batches one after the other, does
+    config = tiny_config(len(processor.tokenizer), gather_negatives=False)
+    model = TCMPForPreTraining(config).eval()
     reference = copy.deepcopy(model)
 
     units = [m for m in model.modules() if type(m).__name__ in model._no_split_modules]
