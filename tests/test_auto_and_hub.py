@@ -27,6 +27,16 @@ HEADS = [
 ]
 
 
+def run_without_tcmp(script: str, folder) -> None:
+    """Run `script` in a fresh interpreter in `folder`, where `tcmp` is not importable; it must print OK."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
 def test_auto_config_knows_tcmp(config, tmp_path):
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
@@ -93,12 +103,7 @@ batch = processor([[{{"text": "hello how are you", "audio": torch.randn(4000).nu
 assert torch.isfinite(model(**batch).logits).all()
 print("OK")
 """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+    run_without_tcmp(script, tmp_path)
 
 
 def test_from_text_audio_pretrained_loads_both_local_encoders(tokenizer, make_batch, tmp_path):
@@ -166,9 +171,4 @@ for task in ("emotion-pre-recognition", None):
     assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
 print("OK")
 """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+    run_without_tcmp(script, tmp_path)
