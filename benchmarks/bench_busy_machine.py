@@ -12,7 +12,7 @@ Workloads: `gru` (a small GRU, the dialogue context's shape), `streaming` (a tin
 turns), `finetune` (run_finetune.py on the demo corpus, tiny model, 30 steps), and with `--main_job` the README's
 main job (`run_main_job.py`, minutes). Prints seconds (or steps/s) per workload and setting.
 
-    python benchmarks/bench_busy_machine.py [--no_load] [--main_job]
+    python benchmarks/bench_busy_machine.py [--no_load] [--main_job] [--workloads ...] [--settings ...] [--timeout S]
 """
 
 import argparse
@@ -62,7 +62,7 @@ def busy_loop():
         pass
 
 
-def run(workload: str, setting: str, output_dir: str) -> str:
+def run(workload: str, setting: str, output_dir: str, timeout: float | None) -> str:
     env = {**os.environ, **SETTINGS[setting], "PYTHONPATH": REPO}
     for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
         if name not in SETTINGS[setting]:
@@ -80,7 +80,10 @@ def run(workload: str, setting: str, output_dir: str) -> str:
         command = [sys.executable, os.path.join(REPO, "run_main_job.py"), "--output_dir",
                    os.path.join(output_dir, f"main-{setting}")]
     start = time.time()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"> {timeout:.0f} s wall (stopped at --timeout)"
     took = time.time() - start
     if done.returncode != 0:
         return f"failed ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})"
@@ -93,6 +96,8 @@ def main():
     parser.add_argument("--no_load", action="store_true", help="no competing process (an idle machine)")
     parser.add_argument("--main_job", action="store_true", help="also time run_main_job.py (minutes per setting)")
     parser.add_argument("--workloads", nargs="*", default=["gru", "streaming", "finetune"])
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--timeout", type=float, default=None, help="stop a run after this many seconds (reported as >)")
     args = parser.parse_args()
     workloads = args.workloads + (["main_job"] if args.main_job else [])
     load = None if args.no_load else multiprocessing.Process(target=busy_loop, daemon=True)
@@ -102,8 +107,8 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as output_dir:
             for workload in workloads:
-                for setting in SETTINGS:
-                    print(f"{workload:10s} {setting:11s} {run(workload, setting, output_dir)}", flush=True)
+                for setting in args.settings:
+                    print(f"{workload:10s} {setting:11s} {run(workload, setting, output_dir, args.timeout)}", flush=True)
     finally:
         if load is not None:
             load.terminate()

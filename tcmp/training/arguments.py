@@ -203,15 +203,16 @@ class TCMPTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the paper's defaults and a separate learning rate for the two utterance encoders."""
 
     encoder_learning_rate: float = field(default=2e-6, metadata={"help": "Learning rate of the two utterance encoders."})
-    early_stopping_patience: int | None = field(
-        default=10, metadata={"help": "Evaluations without improvement before stopping (None: never stop early)."}
+    early_stopping_patience: str | None = field(
+        default="10", metadata={"help": "Evaluations without improvement before stopping ('none': never stop early)."}
     )
     max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping."})
     lr_scheduler_type: SchedulerType | str = field(
         default="reduce_lr_on_plateau", metadata={"help": "Default: × 0.75 after each epoch without improvement."}
     )
     lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: dict(PLATEAU_DECAY), metadata={"help": "Options of the LR scheduler, as JSON."}
+        default=None,
+        metadata={"help": "Options of the LR scheduler, as JSON (reduce_lr_on_plateau: added to its × 0.75 default)."},
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
@@ -259,10 +260,12 @@ class TCMPTrainingArguments(TrainingArguments):
         super().__post_init__()
         if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # pinned memory only speeds up copies to an accelerator
+        self.early_stopping_patience = optional_count("early_stopping_patience", self.early_stopping_patience)
         if self.resume_from_checkpoint and self.overwrite_output_dir:
             raise ArgumentsError("give either --resume_from_checkpoint or --overwrite_output_dir, not both")
         if self.lr_scheduler_type == SchedulerType.REDUCE_ON_PLATEAU:
-            self.lr_scheduler_kwargs = {"mode": "max" if self.greater_is_better else "min", **self.lr_scheduler_kwargs}
+            mode = "max" if self.greater_is_better else "min"
+            self.lr_scheduler_kwargs = {"mode": mode, **PLATEAU_DECAY, **(self.lr_scheduler_kwargs or {})}
 
 
 @dataclass
@@ -281,6 +284,19 @@ class FinetuningArguments(TCMPTrainingArguments):
     metric_for_best_model: str | None = field(
         default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
     )
+
+
+def optional_count(flag: str, value) -> int | None:
+    """A flag's count given as a number, or None / 'none' for no limit; anything else is an `ArgumentsError`."""
+    if value is None or str(value).lower() == "none":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0 or str(count) != str(value).strip():
+        raise ArgumentsError(f"--{flag} must be a whole number of at least 0 or 'none', got {value!r}")
+    return count
 
 
 def check_selection_metric(args: TrainingArguments, streams) -> None:

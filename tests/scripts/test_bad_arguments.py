@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import run_finetune
 import run_pretrain
@@ -77,3 +78,22 @@ def test_the_command_line_prints_one_line_and_exits_1(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "run_pretrain.py: error: a tiny random model: TCMPConfig.num_negatives must be None or at least 1, got 0"
     )
+
+
+def test_scheduler_and_patience_flags_parse_from_the_command_line(tmp_path):
+    from tcmp.training import FinetuningArguments, FinetuningDataArguments, ModelArguments
+    from transformers import get_scheduler
+
+    from tcmp.training.arguments import parse_arguments
+
+    classes = (ModelArguments, FinetuningDataArguments, FinetuningArguments)
+    out = ["--output_dir", str(tmp_path), "--report_to", "none"]
+    linear = parse_arguments(classes, [*out, "--lr_scheduler_type", "linear", "--early_stopping_patience", "none"])[2]
+    assert not linear.lr_scheduler_kwargs and linear.early_stopping_patience is None
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    get_scheduler("linear", optimizer, 1, 10, scheduler_specific_kwargs=linear.lr_scheduler_kwargs)  # no stray kwargs
+    plateau = parse_arguments(classes, [*out, "--lr_scheduler_kwargs", '{"factor": 0.5}'])[2]
+    assert plateau.lr_scheduler_kwargs == {"mode": "max", "factor": 0.5, "patience": 0, "threshold": 0.0}
+    assert parse_arguments(classes, out)[2].early_stopping_patience == 10
+    with pytest.raises(ArgumentsError, match=r"--early_stopping_patience must be a whole number .* got 'two'"):
+        parse_arguments(classes, [*out, "--early_stopping_patience", "two"])
