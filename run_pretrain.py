@@ -58,6 +58,11 @@ def streaming_data(model_args, data_args, training_args):
         raise ArgumentsError("--streaming cannot be combined with --use_feature_cache (the cache encodes a whole corpus)")
     options = data_args.loader_options()
     manifests = {split: options.pop(split) for split in ("validation", "test") if split in options}
+    if "validation" not in manifests and (training_args.do_eval or training_args.eval_strategy != "no"):
+        raise ArgumentsError(
+            "--streaming with evaluation needs a validation manifest: --dataset_options '{\"validation\": \"dev.jsonl\"}' "
+            "(or --eval_strategy no --load_best_model_at_end false --do_eval false)"
+        )
     unknown = sorted(set(options) - {"shuffle_buffer"})
     if unknown:
         raise ArgumentsError(
@@ -99,10 +104,6 @@ def main(argv=None, callbacks=()) -> dict:
         windows = {name: CachedFeatureWindows(split) for name, split in windows.items()}
     if data_args.streaming:
         windows["train"] = stream
-    for split, wanted in (("validation", training_args.do_eval), ("test", training_args.do_predict)):
-        if wanted and split not in windows:
-            flag = "--do_eval" if split == "validation" else "--do_predict"
-            raise ArgumentsError(f"no {split} split in {data_args.dataset}: name one in --dataset_options, or pass {flag} false")
     metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
     callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), *callbacks]
     trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)

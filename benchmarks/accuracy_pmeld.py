@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ sys.path.insert(0, ROOT)
 from tcmp.data import load_prerecognition_dataset  # noqa: E402
 from tcmp.metrics import load_metric  # noqa: E402
 from tcmp.presets import minilm_path  # noqa: E402
+from tcmp.threads import usable_cpus  # noqa: E402
 
 README_FINETUNE = (
     "--hidden_size 384 --freeze_encoders --use_feature_cache --learning_rate 2e-4 --num_train_epochs 10 "
@@ -94,7 +96,7 @@ def linear_probe(samples, encoder: str, num_labels: int) -> tuple[float, dict]:
     return best, fits[best]
 
 
-def run_tcmp(meld: str, seed: int, output_dir: str, finetune_args: str, pretrain_args: str | None, log_dir: str) -> dict:
+def run_tcmp(meld: str, seed: int, output_dir: str, finetune_args: str, pretrain_args: str | None, threads: int) -> dict:
     """`run_pretrain.py` (if asked) then `run_finetune.py` in fresh processes; the metrics, commands and times."""
     python = shlex.quote(sys.executable)
     common = f"--dataset {shlex.quote(meld)} --seed {seed} --report_to none --save_total_limit 1"
@@ -108,10 +110,11 @@ def run_tcmp(meld: str, seed: int, output_dir: str, finetune_args: str, pretrain
     commands.append(f"{python} run_finetune.py {common} {start_from} {finetune_args} --output_dir {folder}")
     times = []
     for number, command in enumerate(commands):
-        log = os.path.join(log_dir, f"seed{seed}_step{number}.log")
+        log = os.path.join(output_dir, f"seed{seed}_step{number}.log")
         started = time.perf_counter()
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         with open(log, "w") as handle:
-            done = subprocess.run(command, shell=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+            done = subprocess.run(command, shell=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
         times.append(time.perf_counter() - started)
         if done.returncode != 0:
             raise SystemExit(f"seed {seed}: command failed ({done.returncode}), see {log}:\n{command}")
@@ -136,6 +139,10 @@ def main():
     )
     parser.add_argument("--output_dir", default="/tmp/tcmp-accuracy-pmeld", help="where the runs write")
     parser.add_argument("--skip_probe", action="store_true", help="only the TCMP runs (and the majority class)")
+    parser.add_argument(
+        "--parallel", type=int, default=1,
+        help="seeds run at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.meld):
         raise SystemExit(f"--meld {args.meld}: no such folder")
@@ -155,12 +162,15 @@ def main():
         c, probe = linear_probe(samples, minilm_path(), num_labels)
         rows.append((f"linear probe, C={c:g} ({time.perf_counter() - started:.0f} s)", probe))
 
-    runs = []
-    for seed in args.seeds:
-        runs.append(run_tcmp(meld, seed, args.output_dir, args.finetune_args, args.pretrain, args.output_dir))
-        seconds = " + ".join(f"{s:.0f}" for s in runs[-1]["seconds"])
+    threads = max(1, usable_cpus() // args.parallel)
+    with ThreadPoolExecutor(args.parallel) as pool:
+        runs = list(pool.map(
+            lambda seed: run_tcmp(meld, seed, args.output_dir, args.finetune_args, args.pretrain, threads), args.seeds
+        ))
+    for seed, run in zip(args.seeds, runs):
+        seconds = " + ".join(f"{s:.0f}" for s in run["seconds"])
         print(f"seed {seed}: {seconds} s, " + ", ".join(
-            f"{s} {m.upper()} {runs[-1]['results'][f'{p}_{m}']:.3f}" for s, p in zip(splits, ("eval", "test")) for m in METRICS
+            f"{s} {m.upper()} {run['results'][f'{p}_{m}']:.3f}" for s, p in zip(splits, ("eval", "test")) for m in METRICS
         ), flush=True)
     prefixes = dict(zip(("validation", "test"), ("eval", "test")))
     per_seed = {s: {m: [run["results"][f"{prefixes[s]}_{m}"] for run in runs] for m in METRICS} for s in splits}
@@ -179,8 +189,8 @@ def main():
             seconds = " + ".join(f"{s:.0f}" for s in run["seconds"])
             print(f"| seed {seed} ({seconds} s) | " + " | ".join(
                 f"{run['results'][f'{prefixes[s]}_{m}']:.3f}" for s in splits for m in METRICS) + " |")
-    print(f"\nsettings: finetune {args.finetune_args!r}; pretrain {args.pretrain!r}; torch threads "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print(f"\nsettings: finetune {args.finetune_args!r}; pretrain {args.pretrain!r}; {args.parallel} seed(s) at once, "
+          f"{threads} torch thread(s) each")
 
 
 if __name__ == "__main__":

@@ -229,6 +229,13 @@ class TCMPTrainingArguments(TrainingArguments):
     restore_callback_states_from_checkpoint: bool = field(
         default=True, metadata={"help": "Resume the early-stopping counter too."}
     )
+    average_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "Evaluate, select and save the mean of the trainable weights over every evaluation so far "
+            "(steadier checkpoint selection on a small dev set); training continues from the current weights."
+        },
+    )
     min_free_disk_gb: float = field(
         default=1.0,
         metadata={"help": "Free space (GB) the output folder's disk must have at start; the run stops at once otherwise."},

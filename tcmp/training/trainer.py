@@ -51,6 +51,8 @@ class TCMPTrainer(Trainer):
         self.add_callback(self.disk_space)
         self.frozen_weights = FrozenWeightsCallback(self.model, self.args)
         self.add_callback(self.frozen_weights)
+        if self.args.average_weights:
+            self.add_callback(WeightAveragingCallback(self.model))
 
     @classmethod
     def for_splits(cls, model, args, processor, collator, splits: dict, compute_metrics, callbacks=(), train_split="train"):
@@ -227,6 +229,58 @@ class FrozenWeightsCallback(TrainerCallback):
             folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             with open(os.path.join(folder, PARTIAL_CHECKPOINT_FILE), "w", encoding="utf-8") as handle:
                 json.dump({"left_out": sorted(self.names), "sha256": self.digest}, handle, indent=1)
+
+
+class WeightAveragingCallback(TrainerCallback):
+    """
+    `--average_weights`: every evaluation, and the checkpoint saved with it, uses the mean of the trainable weights
+    over all evaluations so far (the current one included) instead of the current weights; training continues from
+    the current ones. Dev scores of one run swing from epoch to epoch on small dev sets (P-MELD's 552 samples); the
+    running mean moves smoothly, so checkpoint selection picks less of the noise. A resumed run's mean starts again
+    from the checkpoint it resumes (which holds a mean, and training continues from it).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.count = 0
+        self.mean: dict[str, torch.Tensor] = {}
+        self.current: dict[str, torch.Tensor] | None = None
+
+    def _trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def _use_mean(self):
+        if self.current is not None:
+            return
+        trainable = self._trainable()
+        self.count += 1
+        self.current = {name: p.detach().clone() for name, p in trainable.items()}
+        for name, p in trainable.items():
+            if name not in self.mean:
+                self.mean[name] = p.detach().clone()
+            else:
+                self.mean[name].add_(p.detach() - self.mean[name], alpha=1.0 / self.count)
+            p.copy_(self.mean[name])
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0:
+            logger.warning("--average_weights: the weight mean starts again from the resumed checkpoint")
+
+    @torch.no_grad()
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.current is not None:
+            for name, p in self._trainable().items():
+                p.copy_(self.current[name])
+            self.current = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_evaluate:
+            self._use_mean()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if control.should_evaluate:
+            self._use_mean()
 
 
 class SetEpochCallback(TrainerCallback):

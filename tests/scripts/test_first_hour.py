@@ -11,6 +11,7 @@ from safetensors import safe_open
 from transformers import AutoProcessor, TrainerCallback
 
 import run_finetune
+import run_pretrain
 import run_main_job
 from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.checkpoints import PARTIAL_CHECKPOINT_FILE
@@ -224,3 +225,14 @@ def test_no_early_stopping_when_nothing_is_evaluated(tmp_path):
     )
     assert selection_callbacks(unevaluated) == []
     assert len(selection_callbacks(FinetuningArguments(output_dir=str(tmp_path), report_to="none"))) == 1
+
+
+def test_pretraining_on_a_meld_folder_without_a_test_split_runs_and_skips_its_scoring(tmp_path):
+    meld = tmp_path / "meld"
+    meld.mkdir()
+    write_meld_csv(meld / "train_sent_emo.csv", MELD_ROWS)
+    write_meld_csv(meld / "dev_sent_emo.csv", MELD_ROWS)
+    steps = ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+             "--do_eval", "false", "--lr_scheduler_type", "linear", "--text_only"]  # (too few dialogues here for retrieval over 11 candidates)
+    results = run_pretrain.main(tiny_flags(tmp_path / "out", *steps, dataset=meld, dataset_options=None))
+    assert results["train_loss"] > 0 and not any(name.startswith("test_") for name in results)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoProcessor
+from transformers import AutoModelForSequenceClassification, AutoProcessor, TrainerCallback
 
 import run_finetune
 from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
@@ -162,3 +162,35 @@ def test_per_dialogue_training_steps_over_dialogue_rows_and_evaluates_per_sample
     assert len(rows) < len(samples["train"])
     assert state["global_step"] == -(-len(rows) // 4)
     assert 0.0 <= results["eval_wa"] <= 1.0
+
+
+class TrainableSnapshots(TrainerCallback):
+    """The trainable weights at each epoch's end (as trained) and at each evaluation (as evaluated)."""
+
+    def __init__(self):
+        self.trained, self.evaluated = [], []
+
+    @staticmethod
+    def snapshot(model) -> dict:
+        return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.trained.append(self.snapshot(model))
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        self.evaluated.append(self.snapshot(model))
+
+
+def test_average_weights_evaluates_the_running_mean_and_trains_on(tmp_path):
+    flags = ["--num_train_epochs", "3", "--learning_rate", "1e-2", "--do_predict", "false", "--do_eval", "false",
+             "--max_train_samples", "8", "--max_eval_samples", "8", "--early_stopping_patience", "none"]
+    plain, averaged = TrainableSnapshots(), TrainableSnapshots()
+    run_finetune.main(tiny_flags(tmp_path / "plain", *flags), callbacks=[plain])
+    run_finetune.main(tiny_flags(tmp_path / "averaged", *flags, "--average_weights"), callbacks=[averaged])
+    names = list(plain.trained[0])
+    for epoch in range(3):
+        for name in names:  # training itself is unchanged: it continues from the trained weights, not the mean
+            torch.testing.assert_close(averaged.trained[epoch][name], plain.trained[epoch][name])
+            mean = torch.stack([snapshot[name] for snapshot in plain.trained[: epoch + 1]]).mean(0)
+            torch.testing.assert_close(averaged.evaluated[epoch][name], mean)
+    assert any(not torch.equal(averaged.evaluated[2][n], plain.evaluated[2][n]) for n in names)

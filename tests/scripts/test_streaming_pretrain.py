@@ -68,3 +68,11 @@ def test_streaming_run_resumes_mid_stream_to_the_same_end(corpus, tmp_path):
     again = AutoModelForPreTraining.from_pretrained(tmp_path / "killed").state_dict()
     for name, tensor in expected.items():
         torch.testing.assert_close(again[name], tensor, rtol=0, atol=0)
+
+
+def test_streaming_with_evaluation_needs_a_validation_manifest_before_any_work(corpus, tmp_path):
+    train, options = corpus
+    flags = tiny_flags(tmp_path, "--streaming", "--text_only", "--max_steps", "2", dataset=train,
+                       dataset_options={"test": options["test"]})
+    with pytest.raises(ArgumentsError, match="--streaming with evaluation needs a validation manifest"):
+        run_pretrain.main(flags)
