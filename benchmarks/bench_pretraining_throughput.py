@@ -154,9 +154,11 @@ def main():
     parser.add_argument("--utterances", default=None,
                         help="a .pt file of the timed utterances: read when it exists, else built from the demo "
                              "corpus and written there (for a machine without `datasets`/`soundfile`)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ours_bf16", "ours_group_norm"],
+                        help="optional modes to leave out (bf16 is slow on CPUs without fast bf16 kernels)")
     args = parser.parse_args()
     utterances = saved_or_demo_utterances(args.utterances, 2 * args.windows_per_step, WINDOW, NUM_NEGATIVES)
-    modes = build_modes(args, utterances)
+    modes = {mode: step for mode, step in build_modes(args, utterances).items() if mode not in args.skip}
     print(settings_line(text="BERT 6x384", audio="HuBERT 4x384", d=384, window=WINDOW,
                         windows_per_step=args.windows_per_step, reference_windows=args.reference_windows,
                         rounds=args.rounds, modes="/".join(modes),
