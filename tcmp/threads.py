@@ -8,7 +8,9 @@ threads than with one (`benchmarks/bench_busy_machine.py`). So, unless the user 
 - `OMP_WAIT_POLICY=PASSIVE`: waiting threads sleep instead of spinning. It must be set before PyTorch loads its
   OpenMP runtime, so `import tcmp` sets it first (it has no effect if `torch` was imported before `tcmp`);
 - the thread count follows what the process may really use — its CPU affinity and its cgroup CPU quota (containers,
-  CI runners, `docker --cpus`), not the machine's core count.
+  CI runners, `docker --cpus`), not the machine's core count — less the CPUs other processes already keep busy
+  (the machine's CPUs minus its 1-minute load average): with one of two cores busy, one thread runs the main job
+  3.3× faster than two, even with passive waits.
 
 Set `OMP_WAIT_POLICY` or `OMP_NUM_THREADS` yourself (to anything) and tcmp leaves that setting alone.
 """
@@ -58,10 +60,27 @@ def usable_cpus(root: str = "/sys/fs/cgroup") -> int:
     return max(count, 1)
 
 
+def unclaimed_cpus(usable: int) -> int:
+    """
+    Of `usable` CPUs, those other processes do not already keep busy: the machine's CPUs minus its 1-minute load
+    average, rounded, capped at `usable`, at least 1 (`usable` where the load average is unknown).
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return usable
+    machine = os.cpu_count() or usable
+    return max(1, min(usable, math.floor(machine - load + 0.5)))
+
+
 def limit_torch_threads() -> int:
-    """Lower PyTorch's intra-op threads to `usable_cpus()` unless `OMP_NUM_THREADS` is set; returns the count."""
+    """
+    Lower PyTorch's intra-op threads to the usable CPUs that are not busy (`unclaimed_cpus(usable_cpus())`) unless
+    `OMP_NUM_THREADS` is set; returns the count.
+    """
     import torch
 
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > usable_cpus():
-        torch.set_num_threads(usable_cpus())
+    wanted = unclaimed_cpus(usable_cpus())
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
     return torch.get_num_threads()

@@ -49,7 +49,8 @@ def run_python(code: str, **env) -> str:
 
 def test_import_tcmp_sets_passive_waits_and_usable_threads_unless_the_user_chose():
     code = "import os, tcmp, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
-    assert run_python(code) == f"PASSIVE {min(threads.usable_cpus(), os.cpu_count())}"
+    policy, count = run_python(code).split()
+    assert policy == "PASSIVE" and 1 <= int(count) <= min(threads.usable_cpus(), os.cpu_count())
     assert run_python(code, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="1") == "ACTIVE 1"
 
 
@@ -59,6 +60,29 @@ def test_thread_count_is_lowered_to_the_quota(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "usable_cpus", lambda root="/sys/fs/cgroup": 1)
+    torch.set_num_threads(2)
+    try:
+        assert threads.limit_torch_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("load,expected", [(0.0, 4), (0.4, 4), (1.0, 3), (2.6, 1), (7.5, 1)])
+def test_cpus_other_processes_keep_busy_are_left_to_them(monkeypatch, load, expected):
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert threads.unclaimed_cpus(4) == expected
+    assert threads.unclaimed_cpus(2) == min(expected, 2)  # never more than the process may use
+
+
+def test_a_busy_machine_lowers_the_thread_count(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cpus", lambda root="/sys/fs/cgroup": 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # another process holds one of the two cores
     torch.set_num_threads(2)
     try:
         assert threads.limit_torch_threads() == 1
