@@ -295,15 +295,12 @@ class FinetuningArguments(TCMPTrainingArguments):
 
 def optional_count(flag: str, value) -> int | None:
     """A flag's count given as a number, or None / 'none' for no limit; anything else is an `ArgumentsError`."""
-    if value is None or str(value).lower() == "none":
+    text = str(value).strip()
+    if text.lower() == "none":
         return None
-    try:
-        count = int(value)
-    except ValueError:
-        count = -1
-    if count < 0 or str(count) != str(value).strip():
+    if not (text.isdecimal() and str(int(text)) == text):
         raise ArgumentsError(f"--{flag} must be a whole number of at least 0 or 'none', got {value!r}")
-    return count
+    return int(text)
 
 
 def check_selection_metric(args: TrainingArguments, streams) -> None:

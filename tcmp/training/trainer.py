@@ -278,9 +278,7 @@ class WeightAveragingCallback(TrainerCallback):
         if control.should_evaluate:
             self._use_mean()
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if control.should_evaluate:
-            self._use_mean()
+    on_epoch_end = on_step_end  # an evaluation follows either (`eval_strategy` steps or epoch)
 
 
 class SetEpochCallback(TrainerCallback):
