@@ -86,7 +86,10 @@ def main(argv=None, callbacks=()) -> dict:
         output = evaluate_split(trainer, splits[split], prefix, majority_baseline(train_labels, metrics, prefix))
         results.update(output.metrics)
         if trainer.is_world_process_zero():
-            table = (prefix, write_prerecognition_report(training_args.output_dir, prefix, output, metrics))
+            report = write_prerecognition_report(
+                training_args.output_dir, prefix, output, metrics, samples[split]["sample_id"]
+            )
+            table = (prefix, report)
     if table is not None:
         print(f"\nPer-class results of {training_args.output_dir} ({table[0]} split, selected checkpoint):\n{table[1]}\n")
 

@@ -1,8 +1,10 @@
 """What a run writes besides checkpoints and metrics: the per-class report, the confusion matrix and the model card."""
 
+import json
 import os
 
 import numpy as np
+import torch
 
 from ..metrics import format_per_class_table, plot_confusion_matrix
 from .arguments import TCMPTrainingArguments
@@ -10,12 +12,25 @@ from .metrics import PreRecognitionMetrics
 
 
 def write_prerecognition_report(
-    output_dir: str, split: str, prediction_output, metrics: PreRecognitionMetrics
+    output_dir: str, split: str, prediction_output, metrics: PreRecognitionMetrics, sample_ids: list[str]
 ) -> str:
-    """Per-class table (returned, and written to `{split}_per_class.txt`) and `{split}_confusion_matrix.png`."""
+    """
+    Per-class table (returned, and written to `{split}_per_class.txt`), `{split}_confusion_matrix.png` and
+    `{split}_predictions.jsonl`: a line per sample (in the split's order) with its `sample_id`, `label`, `prediction`
+    and class `probabilities`, e.g. to ensemble runs or compare them sample by sample.
+    """
     logits = prediction_output.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    result = metrics.compute(np.argmax(logits, axis=-1), prediction_output.label_ids)
+    predictions = np.argmax(logits, axis=-1)
+    result = metrics.compute(predictions, prediction_output.label_ids)
+    probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).tolist()
+    with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as handle:
+        for sample_id, label, prediction, row in zip(sample_ids, prediction_output.label_ids, predictions, probabilities):
+            handle.write(json.dumps({
+                "sample_id": sample_id, "label": metrics.label_names[int(label)],
+                "prediction": metrics.label_names[int(prediction)],
+                "probabilities": dict(zip(metrics.label_names, (round(p, 6) for p in row))),
+            }) + "\n")
     table = format_per_class_table(result, metrics.label_names)
     with open(os.path.join(output_dir, f"{split}_per_class.txt"), "w", encoding="utf-8") as handle:
         handle.write(table + "\n")

@@ -41,8 +41,17 @@ def finetuned(pretrained, tmp_path_factory):
 def test_finetune_writes_metrics_reports_and_a_loadable_checkpoint(finetuned):
     output_dir, results = finetuned
     saved = json.loads((output_dir / "all_results.json").read_text())
-    labels = load_prerecognition_dataset("demo", **TINY_DEMO)["train"].features["label"].names
-    for prefix in ("eval", "test"):
+    splits = load_prerecognition_dataset("demo", **TINY_DEMO)
+    labels = splits["train"].features["label"].names
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        lines = [json.loads(line) for line in (output_dir / f"{prefix}_predictions.jsonl").read_text().splitlines()]
+        assert [line["sample_id"] for line in lines] == splits[split]["sample_id"]
+        assert [line["label"] for line in lines] == [labels[label] for label in splits[split]["label"]]
+        for line in lines:
+            assert max(line["probabilities"], key=line["probabilities"].get) == line["prediction"]
+            assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        accuracy = np.mean([line["prediction"] == line["label"] for line in lines])
+        assert accuracy == pytest.approx(saved[f"{prefix}_wa"])
         for name in PER_SPLIT:
             assert f"{prefix}_{name}" in saved
         for label in labels:
