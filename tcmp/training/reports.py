@@ -25,7 +25,9 @@ def write_prerecognition_report(
     result = metrics.compute(predictions, prediction_output.label_ids)
     probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).tolist()
     with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as handle:
-        for sample_id, label, prediction, row in zip(sample_ids, prediction_output.label_ids, predictions, probabilities):
+        for sample_id, label, prediction, row in zip(
+            sample_ids, prediction_output.label_ids, predictions, probabilities, strict=True
+        ):
             handle.write(json.dumps({
                 "sample_id": sample_id, "label": metrics.label_names[int(label)],
                 "prediction": metrics.label_names[int(prediction)],
