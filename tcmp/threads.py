@@ -80,7 +80,8 @@ def limit_torch_threads() -> int:
     """
     import torch
 
-    wanted = unclaimed_cpus(usable_cpus())
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > wanted:
-        torch.set_num_threads(wanted)
+    if "OMP_NUM_THREADS" not in os.environ:
+        wanted = unclaimed_cpus(usable_cpus())
+        if torch.get_num_threads() > wanted:
+            torch.set_num_threads(wanted)
     return torch.get_num_threads()
