@@ -3,6 +3,7 @@
 import inspect
 import os
 
+from .umd import UMD_SPLIT_FILES
 from ..errors import DataError, MissingFileError
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
@@ -10,7 +11,8 @@ PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x
 
 
 def detect_source(source: str) -> str:
-    """'demo', 'saved' (a save_to_disk folder), 'pmeld', 'piem', 'umd' (a JSON Lines manifest) or 'release'."""
+    """'demo', 'saved' (a save_to_disk folder), 'pmeld', 'piem', 'umd' (a JSON Lines manifest, or a folder of
+    `train.jsonl` / `validation.jsonl` / `test.jsonl`) or 'release'."""
     if source == "demo":
         return "demo"
     if not os.path.exists(source):
@@ -23,9 +25,12 @@ def detect_source(source: str) -> str:
             return "pmeld"
         if "IEMOCAP_full_release" in names or any(name.startswith("Session") for name in names):
             return "piem"
+        if names & set(UMD_SPLIT_FILES.values()):
+            return "umd"
         raise DataError(
             f"dataset source {source!r}: a folder with neither MELD CSVs (*_sent_emo.csv), an IEMOCAP release "
-            "(Session1…5), nor a saved dataset (dataset_dict.json)"
+            "(Session1…5), UMD manifests (train.jsonl, validation.jsonl, test.jsonl) nor a saved dataset "
+            "(dataset_dict.json)"
         )
     with open(source, "rb") as handle:
         head = handle.read(64)

@@ -132,14 +132,23 @@ def _generate_umd(spec: str, report: SplitReport):
     yield from read_manifest(options["manifest"][0], report)
 
 
+UMD_SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+"""The manifests of a UMD folder, by split."""
+
+
 def build_umd(manifest_paths, cache_dir: str | None = None, return_report: bool = False):
     """
     Pre-training dialogues (one row per dialogue) from JSON Lines manifests: `manifest_paths` is one path (→ split
-    "train") or `{split: path}`. Each line: `{"dialogue_id": ..., "utterances": [{"text": ..., "speaker": ...,
+    "train"), a folder holding `train.jsonl` / `validation.jsonl` / `test.jsonl` (any of them), or `{split: path}`. Each line: `{"dialogue_id": ..., "utterances": [{"text": ..., "speaker": ...,
     "audio": path, "start": s, "end": s}, ...]}` (audio/start/end/speaker optional; an optional "id" per utterance);
     relative audio paths are resolved against the manifest's folder.
     """
-    if isinstance(manifest_paths, (str, os.PathLike)):
+    if isinstance(manifest_paths, (str, os.PathLike)) and os.path.isdir(manifest_paths):
+        manifest_paths = {
+            split: os.path.join(manifest_paths, name) for split, name in UMD_SPLIT_FILES.items()
+            if os.path.isfile(os.path.join(manifest_paths, name))
+        }
+    elif isinstance(manifest_paths, (str, os.PathLike)):
         manifest_paths = {"train": str(manifest_paths)}
     splits, reports = {}, {}
     for split, path in manifest_paths.items():
