@@ -116,8 +116,9 @@ class SentenceVectors:
             self.vectors = dict(zip(texts, np.load(self.path + ".npy")))
 
     @torch.no_grad()
-    def encode(self, texts, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Text → vector for every text of `texts` (the new ones encoded and added to the cache)."""
+    def encode(self, texts, batch_size: int = 64, save_every: int = 10000) -> dict[str, np.ndarray]:
+        """Text → vector for every text of `texts` (the new ones encoded and added to the cache, which is saved every
+        `save_every` texts, so that an interrupted run keeps most of its work)."""
         from transformers import AutoModel, AutoTokenizer
 
         missing = sorted(set(texts) - set(self.vectors), key=len)
@@ -130,6 +131,8 @@ class SentenceVectors:
                 mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
                 self.vectors.update(zip(batch, pooled.numpy()))
+                if (start // batch_size + 1) % max(1, save_every // batch_size) == 0:
+                    self.save()
             self.save()
         return self.vectors
 
