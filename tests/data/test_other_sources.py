@@ -95,7 +95,7 @@ def test_a_folder_of_split_manifests_is_one_umd_source(tmp_path):
     dialogues = load_pretraining_dataset(str(folder), cache_dir=str(tmp_path / "c"))
     assert {name: len(split) for name, split in dialogues.items()} == {"train": 3, "validation": 1}
     assert dialogues["validation"][0]["text"][4] == "validation 0 4"
-    with pytest.raises(DataError, match="UMD manifests"):
+    with pytest.raises(DataError, match="JSON Lines manifests"):
         load_pretraining_dataset(str(tmp_path / "c"))
 
 
