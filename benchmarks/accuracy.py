@@ -1,8 +1,9 @@
 """Pre-recognition accuracy of TCMP against baselines, on any labelled corpus (P-MELD, P-DD, ...).
 
-    python benchmarks/accuracy.py --dataset ../shared/data/meld --baselines_only          # the baselines alone
-    python benchmarks/accuracy.py --dataset ../shared/data/dailydialog --seeds 0 1 2 --parallel 2 --output_dir OUT
-    python benchmarks/accuracy.py --dataset ../shared/data/meld --recipe examples/finetune_pmeld_minilm.yaml
+    python benchmarks/accuracy.py --dataset ../shared/data/meld              # the recommended recipe, pre-training included
+    python benchmarks/accuracy.py --dataset ../shared/data/dailydialog --ablation --parallel 2 --output_dir OUT
+    python benchmarks/accuracy.py --dataset ../shared/data/meld --baselines_only     # the baselines alone
+    python benchmarks/accuracy.py --dataset ../shared/data/meld --pretrain_dataset ../shared/data/meld  # MELD's own dialogues
 
 Data: `--dataset` as `run_finetune.py` reads it (`tcmp.data.load_prerecognition_dataset`: a MELD CSV folder gives
 P-MELD, sentiment; a DailyDialog folder P-DD, emotion; the default rule, text only); every split present is scored
@@ -19,7 +20,11 @@ Baselines:
   that speaker has not spoken in the context); no label of an evaluation context is read; C chosen on validation WA;
 - ceiling (not a usable model: it reads labels no model sees): the probe also given the true labels of the context
   utterances (one-hot: last, second-to-last, the target speaker's latest, context mean).
-TCMP: `train_tcmp`, `run_finetune.py` on `--recipe` in a fresh process per seed; mean ± std over the seeds, each
+TCMP: the pre-training recipe (`--pretrain_recipe`, default examples/pretrain_friends.yaml, on its own corpus or
+`--pretrain_dataset`) run once and cached in `--pretrain_cache` (reused across seeds and runs), then `train_tcmp`:
+`run_finetune.py` on the corpus's recipe (`--recipe`, default examples/finetune_<corpus>.yaml) from that checkpoint
+in a fresh process per seed (`--ablation`: the same seeds again without pre-training, from the pre-training
+recipe's encoder and model shape; `--finetune_args` adds flags); mean ± std over the seeds, each
 run's time, the ensemble of the seeds (mean of their `*_predictions.jsonl` probabilities) and 95 % paired bootstrap
 intervals of TCMP − probe and TCMP − persistence (the same resampled samples for both sides).
 Metrics: WA, AA, macro-F1 over all classes (`tcmp.metrics` pre_recognition); on a corpus with a "no emotion" class
@@ -59,8 +64,10 @@ from tcmp.metrics import load_metric  # noqa: E402
 from tcmp.presets import minilm_path  # noqa: E402
 from tcmp.threads import usable_cpus  # noqa: E402
 
-DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld_minilm.yaml", "pdd": "examples/finetune_pdd.yaml"}
+DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld.yaml", "pdd": "examples/finetune_pdd.yaml"}
 """The fine-tuning recipe `--recipe` defaults to, per detected corpus."""
+DEFAULT_PRETRAINING = "examples/pretrain_friends.yaml"
+"""The pre-training recipe run (once, cached) before fine-tuning."""
 PROBE_C = (0.01, 0.1, 1.0, 10.0)
 NO_EMOTION = "no emotion"
 PREFIXES = {"validation": "eval", "test": "test"}
@@ -259,33 +266,84 @@ class TCMPRun:
     seconds: float
 
 
-def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, threads: int = 1) -> TCMPRun:
+def pretrain_once(recipe: str, dataset: str | None, cache: str, threads: int) -> tuple[str, float]:
     """
-    `run_finetune.py` in a fresh process on `recipe` (a YAML file of its flags) with the benchmark's `dataset`,
-    `seed` and `output_dir` (`<output_dir>/finetune_seed<N>`), no reporting, one checkpoint kept; a recipe's
-    `text_encoder` that is not a folder (the examples' placeholder) becomes the installed MiniLM. The merged flags
-    are written beside the run (`recipe_seed<N>.yaml`) and are the command's one argument.
+    The checkpoint of `run_pretrain.py recipe [--dataset dataset]`, trained once and kept in `cache/<hash>` (the hash
+    of the recipe's text and the dataset's path): later seeds and runs reuse it. Returns (folder, seconds spent here).
     """
     with open(recipe, encoding="utf-8") as handle:
-        flags = yaml.safe_load(handle) or {}
-    folder = os.path.join(os.path.abspath(output_dir), f"finetune_seed{seed}")
-    flags.update(dataset=os.path.abspath(dataset_dir), seed=seed, output_dir=folder, report_to="none",
-                 save_total_limit=1)
-    if "text_encoder" in flags and not os.path.isdir(str(flags["text_encoder"])):
-        flags["text_encoder"] = minilm_path()
-    os.makedirs(output_dir, exist_ok=True)
-    merged = os.path.join(os.path.abspath(output_dir), f"recipe_seed{seed}.yaml")
-    with open(merged, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(flags, handle, sort_keys=False)
-    command = f"{shlex.quote(sys.executable)} run_finetune.py {shlex.quote(merged)}"
-    log = os.path.join(output_dir, f"seed{seed}.log")
+        text = handle.read()
+    key = hashlib.sha256(f"{text}\n{os.path.abspath(dataset) if dataset else ''}".encode()).hexdigest()[:16]
+    folder = os.path.join(os.path.abspath(cache), key)
+    if os.path.isfile(os.path.join(folder, "all_results.json")):
+        return folder, 0.0
+    command = [sys.executable, "run_pretrain.py", recipe, "--output_dir", folder, "--overwrite_output_dir"]
+    command += ["--dataset", os.path.abspath(dataset)] if dataset else []
+    os.makedirs(cache, exist_ok=True)
+    log = folder + ".log"
+    print(f"pre-training once ({shlex.join(command)}), log {log}", flush=True)
     started = time.perf_counter()
     with open(log, "w") as handle:
-        done = subprocess.run(command, shell=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+        done = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"seed {seed}: run_finetune.py failed ({done.returncode}), see {log}:\n{command}")
+        raise SystemExit(f"pre-training failed ({done.returncode}), see {log}")
+    return folder, time.perf_counter() - started
+
+
+def _retrieval_figures(checkpoint: str) -> dict:
+    """The pre-training run's own validation retrieval figures (`eval_*_r*@*` of its `all_results.json`)."""
+    path = os.path.join(checkpoint, "all_results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        results = json.load(handle)
+    return {name: value for name, value in results.items() if "_r1@" in name or "_r2@" in name}
+
+
+def starting_point_flags(pretrained: str | None, pretrain_recipe: str) -> list[str]:
+    """Where fine-tuning starts: the pre-trained checkpoint, or (no pre-training) the pre-training recipe's encoder
+    and model shape, so that the two differ by the pre-training only."""
+    if pretrained:
+        return ["--model_name_or_path", pretrained]
+    with open(pretrain_recipe, encoding="utf-8") as handle:
+        recipe = yaml.safe_load(handle)
+    flags = []
+    for name in ("text_encoder", "audio_encoder", "hidden_size", "text_pooling", "freeze_encoders"):
+        if name in recipe:
+            flags += [f"--{name}", str(recipe[name]).lower() if isinstance(recipe[name], bool) else str(recipe[name])]
+    return flags
+
+
+def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, start: list[str], extra: list[str],
+               threads: int = 1) -> TCMPRun:
+    """
+    `run_finetune.py recipe --dataset D --seed N --output_dir <output_dir>/seed<N>` in a fresh process, from `start`
+    (`starting_point_flags`), with the `extra` flags after the recipe's; no reporting, one checkpoint kept. A folder
+    that already holds the results of this very command is reused, not trained again.
+    """
+    folder = os.path.join(os.path.abspath(output_dir), f"seed{seed}")
+    command = [sys.executable, "run_finetune.py", recipe, "--dataset", os.path.abspath(dataset_dir), "--seed",
+               str(seed), "--output_dir", folder, "--report_to", "none", "--save_total_limit", "1", *start, *extra]
+    os.makedirs(output_dir, exist_ok=True)
+    said = os.path.join(folder, "benchmark_command.txt")
+    seconds = None
+    if os.path.isfile(os.path.join(folder, "all_results.json")) and os.path.isfile(said):
+        with open(said) as handle:
+            earlier = json.load(handle)
+        if earlier["command"] == command[1:]:
+            seconds = earlier["seconds"]
+    if seconds is None:
+        log = os.path.join(output_dir, f"seed{seed}.log")
+        started = time.perf_counter()
+        with open(log, "w") as handle:
+            done = subprocess.run(command + ["--overwrite_output_dir"], cwd=ROOT, stdout=handle,
+                                  stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"seed {seed}: run_finetune.py failed ({done.returncode}), see {log}:\n{shlex.join(command)}")
+        with open(said, "w") as handle:
+            json.dump({"command": command[1:], "seconds": seconds}, handle)
     with open(os.path.join(folder, "all_results.json")) as handle:
         results = json.load(handle)
     predictions = {}
@@ -294,7 +352,7 @@ def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, thread
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 predictions[split] = {row["sample_id"]: row["probabilities"] for row in map(json.loads, handle)}
-    return TCMPRun(seed, results, predictions, command, seconds)
+    return TCMPRun(seed, results, predictions, shlex.join(command), seconds)
 
 
 def run_probabilities(run: TCMPRun, split_name: str, split) -> np.ndarray:
@@ -304,18 +362,22 @@ def run_probabilities(run: TCMPRun, split_name: str, split) -> np.ndarray:
     return np.array([[rows[sample_id][name] for name in names] for sample_id in split["sample_id"]])
 
 
-def paired_bootstrap(tcmp: list[np.ndarray], baseline: np.ndarray, labels: np.ndarray, label_names,
+def paired_bootstrap(tcmp: list[np.ndarray], baseline: np.ndarray | list[np.ndarray], labels: np.ndarray, label_names,
                      draws: int = 1000) -> dict[str, list[float]]:
-    """95 % interval of (mean over the seeds of TCMP's metric − the baseline's), resampling the same samples for both."""
+    """
+    95 % interval of (mean over the seeds of TCMP's metric − the baseline's; a list of baseline predictions is a
+    mean over its seeds too), resampling the same samples for both sides.
+    """
     rng = np.random.default_rng(0)
     names = metric_names(label_names)
     differences = {m: [] for m in names}
+    baselines = baseline if isinstance(baseline, list) else [baseline]
     for _ in range(draws):
         pick = rng.integers(0, len(labels), len(labels))
-        base = scores(baseline[pick], labels[pick], label_names)
+        base = [scores(b[pick], labels[pick], label_names) for b in baselines]
         per_seed = [scores(p[pick], labels[pick], label_names) for p in tcmp]
         for m in names:
-            differences[m].append(np.mean([s[m] for s in per_seed]) - base[m])
+            differences[m].append(np.mean([s[m] for s in per_seed]) - np.mean([b[m] for b in base]))
     return {m: [float(v) for v in np.percentile(differences[m], [2.5, 97.5])] for m in names}
 
 
@@ -340,6 +402,17 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="TCMP seeds")
     parser.add_argument("--baselines_only", action="store_true", help="the baselines alone (no TCMP run)")
     parser.add_argument("--recipe", help=f"run_finetune.py YAML recipe (default per corpus: {DEFAULT_RECIPES})")
+    parser.add_argument("--pretrain_recipe", default=DEFAULT_PRETRAINING,
+                        help="run_pretrain.py recipe run once before fine-tuning (default: %(default)s)")
+    parser.add_argument("--pretrain_dataset", help="the pre-training corpus (default: the pre-training recipe's own)")
+    parser.add_argument("--pretrain_cache", default=os.path.join(tempfile.gettempdir(), "tcmp-pretrained"),
+                        help="where pre-trained checkpoints are kept, one per recipe and corpus, reused")
+    parser.add_argument("--pretrained", help="fine-tune from this pre-trained checkpoint instead")
+    parser.add_argument("--no_pretraining", action="store_true",
+                        help="fine-tune from the pre-training recipe's text encoder and model shape, not pre-trained")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also the same seeds without pre-training, with the paired bootstrap of the difference")
+    parser.add_argument("--finetune_args", default="", help="run_finetune.py flags added after the recipe's")
     parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
     parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
     parser.add_argument("--encoder", default=minilm_path(), help="sentence encoder of the probe (default: MiniLM)")
@@ -405,43 +478,66 @@ def main(argv=None):
         add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
 
     threads = max(1, usable_cpus() // args.parallel)
-    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), args.output_dir,
-                                                     threads), seeds))
-    probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
-    if runs:
+    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
+    variants = []  # (summary key, title, starting point flags)
+    if seeds:
+        pretrained, pretrain_seconds = args.pretrained, 0.0
+        if not args.no_pretraining and pretrained is None:
+            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
+        if pretrained:
+            summary["pretraining"] = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
+                                      **_retrieval_figures(pretrained)}
+            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
+        if args.no_pretraining or args.ablation:
+            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
+                             starting_point_flags(None, pretrain_recipe)))
+    extra = shlex.split(args.finetune_args)
+    predictions_of = {}
+    for key, title, start in variants:
+        folder = os.path.join(args.output_dir, key)
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start,
+                                                         extra, threads), seeds))
+        probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
+        predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
         per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)
                                for s, p in probabilities.items()} for i, run in enumerate(runs)}
-        summary["tcmp"] = {"recipe": recipe, "seeds": {str(seed): {**flat(result), "seconds": run.seconds,
-                                                                   "command": run.command}
-                                                       for (seed, result), run in zip(per_seed.items(), runs)}}
+        summary[key] = {"recipe": recipe, "starting point": start, "extra flags": extra,
+                        "seeds": {str(seed): {**flat(result), "seconds": run.seconds, "command": run.command}
+                                  for (seed, result), run in zip(per_seed.items(), runs)}}
         values = {s: {m: [per_seed[seed][s][m] for seed in per_seed] for m in names} for s in splits}
-        summary["tcmp"]["mean"] = flat({s: {m: float(np.mean(v)) for m, v in vs.items()} for s, vs in values.items()})
-        summary["tcmp"]["std"] = flat({s: {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in vs.items()}
-                                       for s, vs in values.items()})
-        rows.append((f"TCMP, {len(runs)} seed(s) (mean ± std)",
+        summary[key]["mean"] = flat({s: {m: float(np.mean(v)) for m, v in vs.items()} for s, vs in values.items()})
+        summary[key]["std"] = flat({s: {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in vs.items()}
+                                    for s, vs in values.items()})
+        rows.append((f"{title}, {len(runs)} seed(s) (mean ± std)",
                      {s: {m: mean_std(v) for m, v in vs.items()} for s, vs in values.items()}))
         rows += [(f"seed {run.seed} ({run.seconds:.0f} s)", per_seed[run.seed]) for run in runs]
         ensemble = {s: scores(np.mean(p, axis=0).argmax(-1), evaluated[s]["label"], label_names)
                     for s, p in probabilities.items()}
-        summary["tcmp"]["ensemble"] = flat(ensemble)
-        rows.append((f"TCMP, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
+        summary[key]["ensemble"] = flat(ensemble)
+        rows.append((f"{title}, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
+    if variants:
         summary["bootstrap"] = {}
-        for baseline, predictions in baselines.items():
-            intervals = {s: paired_bootstrap([p.argmax(-1) for p in probabilities[s]], predictions[s],
-                                             np.asarray(evaluated[s]["label"]), label_names) for s in splits}
-            summary["bootstrap"][f"tcmp - {baseline}"] = flat(intervals)
-            rows.append((f"TCMP − {baseline}, 95 % paired bootstrap interval",
+        comparisons = [("tcmp", name, predictions) for name, predictions in baselines.items()]
+        if "tcmp_without_pretraining" in predictions_of:
+            comparisons.append(("tcmp", "tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
+        for key, baseline, predictions in comparisons:
+            intervals = {s: paired_bootstrap(predictions_of[key][s], predictions[s], np.asarray(evaluated[s]["label"]),
+                                             label_names) for s in splits}
+            summary["bootstrap"][f"{key} - {baseline}"] = flat(intervals)
+            rows.append((f"{key.replace('_', ' ')} − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
                          {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
     summary["seconds"]["total"] = time.perf_counter() - started
 
     print(f"\n{build.name} ({args.dataset}): " + ", ".join(f"{name} {len(split)} samples" for name, split in samples.items()))
     print(f"labels: {', '.join(label_names)}; text only; rule: {build.rule.describe() if build.rule else 'as saved'}")
-    if runs:
-        print("command (first seed):\n  " + runs[0].command)
+    for key, _, _ in variants:
+        print(f"command ({key}, first seed):\n  " + summary[key]["seeds"][str(seeds[0])]["command"])
+    if "pretraining" in summary:
+        print(f"pre-training: {summary['pretraining']}")
     print("\n" + table(rows, splits, names))
     print(f"\ntime: {summary['seconds']['total']:.0f} s in all (sentence vectors "
-          f"{summary['seconds']['sentence vectors']:.0f} s); recipe {recipe if runs else '(baselines only)'}")
+          f"{summary['seconds']['sentence vectors']:.0f} s); recipe {recipe if variants else '(baselines only)'}")
     with open(os.path.join(args.output_dir, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
     print(f"written: {os.path.join(args.output_dir, 'summary.json')}")

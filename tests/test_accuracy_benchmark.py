@@ -88,3 +88,22 @@ def test_baselines_only_on_a_dailydialog_folder_writes_the_summary(tmp_path, cap
     cached = os.listdir(tmp_path / "vectors")
     accuracy.main(argv)  # the second run reads the vectors it cached
     assert os.listdir(tmp_path / "vectors") == cached
+
+
+def test_without_pretraining_starts_from_the_pretraining_recipes_encoder_and_shape(tmp_path):
+    recipe = tmp_path / "pretrain.yaml"
+    recipe.write_text("text_encoder: all-MiniLM-L6-v2\nhidden_size: 384\ntext_pooling: normalized_mean\n"
+                      "freeze_encoders: true\nlearning_rate: 4.0e-4\n")
+    assert accuracy.starting_point_flags(None, str(recipe)) == [
+        "--text_encoder", "all-MiniLM-L6-v2", "--hidden_size", "384", "--text_pooling", "normalized_mean",
+        "--freeze_encoders", "true"]
+    assert accuracy.starting_point_flags("ckpt", str(recipe)) == ["--model_name_or_path", "ckpt"]
+
+
+def test_paired_bootstrap_of_two_seed_lists_is_the_difference_of_their_means():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 0])
+    right, wrong = labels.copy(), (labels + 1) % 3
+    same = accuracy.paired_bootstrap([right, wrong], [wrong, right], labels, NAMES, draws=50)
+    assert all(low == high == 0.0 for low, high in same.values())
+    better = accuracy.paired_bootstrap([right, right], [wrong, right], labels, NAMES, draws=50)
+    assert better["wa"][0] > 0.2 and better["wa"][1] <= 0.5 + 1e-9  # mean WA 1.0 against (0 + 1) / 2
