@@ -72,7 +72,7 @@ def main(argv=None, callbacks=()) -> dict:
             "hold the labels of the context utterances"
         )
     train_labels = np.asarray(samples["train"]["label"])
-    model.set_class_weights(class_weights(train_labels, len(label_names)))
+    model.set_class_weights(class_weights(train_labels, len(label_names), power=training_args.class_weight_power))
 
     training_rows = dict(samples)
     if data_args.per_dialogue_training:

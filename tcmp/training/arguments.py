@@ -305,6 +305,13 @@ class PretrainingArguments(TCMPTrainingArguments):
 @dataclass
 class FinetuningArguments(TCMPTrainingArguments):
     learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of the new layers."})
+    class_weight_power: float = field(
+        default=1.0,
+        metadata={
+            "help": "Loss weight of a class ∝ 1 / (its training count) ** this: 1 balanced (the paper's), 0.5 the "
+            "square root of it, 0 the plain loss."
+        },
+    )
     num_train_epochs: float = field(default=50.0, metadata={"help": "Training epochs (paper: up to 50)."})
     metric_for_best_model: str | None = field(
         default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
