@@ -438,6 +438,36 @@ def mean_std(values) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
+def train_variants(args, recipe: str, seeds: list[int]) -> tuple[dict, list, dict, list[str]]:
+    """
+    The pre-training (once, unless `--pretrained` or `--no_pretraining`) and every variant's seeds, `--parallel` at a
+    time: (pre-training summary, [(key, title, starting point flags)], key → runs, the extra fine-tuning flags).
+    """
+    threads = max(1, usable_cpus() // args.parallel)
+    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
+    variants, pretraining = [], {}
+    if seeds:
+        pretrained, pretrain_seconds = args.pretrained, 0.0
+        if not args.no_pretraining and pretrained is None:
+            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
+        if pretrained:
+            pretraining = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
+                           **_retrieval_figures(pretrained)}
+            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
+        if args.no_pretraining or args.ablation:
+            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
+                             starting_point_flags(None, pretrain_recipe)))
+    extra = shlex.split(args.finetune_args)
+    runs_of = {}
+    for key, _, start in variants:
+        folder = os.path.join(args.output_dir, key)
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            runs_of[key] = list(pool.map(
+                lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start, extra, threads),
+                seeds))
+    return pretraining, variants, runs_of, extra
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="a labelled source, as run_finetune.py's --dataset")
@@ -497,6 +527,10 @@ def main(argv=None):
     add("majority", f"majority class ({label_names[majority]})",
         {s: scores(np.full(len(data), majority), data["label"], label_names) for s, data in evaluated.items()})
 
+    trainer = ThreadPoolExecutor(1)  # TCMP (pre-training, then every seed) trains while the baselines compute
+    background = trainer.submit(train_variants, args, recipe, seeds)
+    trainer.shutdown(wait=False)
+
     clock = time.perf_counter()
     utterances = labelled_utterances(args.dataset, kind, build.info.get("label_type"), label_names)
     texts = [t for split in samples.values() for context in split["text"] for t in context]
@@ -523,27 +557,12 @@ def main(argv=None):
         c, ceiling, _ = fit_probe(with_truth, samples, label_names)
         add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
 
-    threads = max(1, usable_cpus() // args.parallel)
-    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
-    variants = []  # (summary key, title, starting point flags)
-    if seeds:
-        pretrained, pretrain_seconds = args.pretrained, 0.0
-        if not args.no_pretraining and pretrained is None:
-            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
-        if pretrained:
-            summary["pretraining"] = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
-                                      **_retrieval_figures(pretrained)}
-            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
-        if args.no_pretraining or args.ablation:
-            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
-                             starting_point_flags(None, pretrain_recipe)))
-    extra = shlex.split(args.finetune_args)
+    pretraining, variants, runs_of, extra = background.result()
+    if pretraining:
+        summary["pretraining"] = pretraining
     predictions_of = {}
     for key, title, start in variants:
-        folder = os.path.join(args.output_dir, key)
-        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-            runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start,
-                                                         extra, threads), seeds))
+        runs = runs_of[key]
         probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
         predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
         per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)
