@@ -21,7 +21,7 @@ from transformers.utils.generic import can_return_tuple
 from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
 from .errors import CheckpointError
-from .speech_front_end import use_contiguous_front_end
+from .speech_front_end import adapt_front_end, utterance_lengths
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
@@ -218,6 +218,33 @@ def masked_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.T
     """Mean over the real positions of each row (a row with none gives zeros)."""
     weights = mask.unsqueeze(-1).to(hidden_states.dtype)
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def normalized_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real positions of each row, then L2 normalisation (the pooling of sentence encoders)."""
+    return F.normalize(masked_mean_pool(hidden_states, mask), dim=-1)
+
+
+TEXT_POOLING_FUNCTIONS = {"max_mean": masked_max_mean_pool, "normalized_mean": normalized_mean_pool}
+"""`config.text_pooling` → the function that pools the text encoder's output: the one place that reads it."""
+
+
+def encode_in_length_chunks(encode, inputs: dict, mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """
+    `encode(**inputs)` over the rows sorted by length (`mask` sums), `chunk_size` at a time, each chunk cut to its
+    own longest row (when the chunk is right-padded); rows come back in input order.
+    """
+    if mask.shape[0] <= chunk_size:
+        return encode(**inputs)
+    lengths = mask.sum(dim=1)
+    order = lengths.argsort(stable=True)
+    pieces = []
+    for rows in order.split(chunk_size):
+        longest = max(int(lengths[rows].max()), 1)
+        if mask[rows, longest:].any():
+            longest = mask.shape[1]
+        pieces.append(encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()}))
+    return torch.cat(pieces)[order.argsort(stable=True)]
 
 
 def _without_pooler(encoder: PreTrainedModel) -> PreTrainedModel:
@@ -459,7 +486,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         if text_model_path:
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
-            base.audio_model = use_contiguous_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
+            base.audio_model = adapt_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
         base.apply_encoder_freezing()
         return model
 
@@ -474,7 +501,7 @@ class TCMPModel(TCMPPreTrainedModel):
         d = config.hidden_size
         self.text_model = _without_pooler(AutoModel.from_config(config.text_config)) if config.has_text else None
         self.audio_model = (
-            use_contiguous_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
+            adapt_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
             if config.has_audio
             else None
         )
@@ -549,8 +576,8 @@ class TCMPModel(TCMPPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         """
         The text encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's text
-        vector T_i in the shared space, after the projection (as CLIP's): (N, d). `kwargs`: `output_hidden_states`,
-        `output_attentions`.
+        vector T_i in the shared space, after the projection (as CLIP's): (N, d), the vectors `forward` uses.
+        `kwargs`: `output_hidden_states`, `output_attentions`.
         """
         output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **kwargs)
         output.pooler_output = self.text_projection(output.pooler_output)
@@ -560,7 +587,7 @@ class TCMPModel(TCMPPreTrainedModel):
     def get_audio_features(self, input_values, audio_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
         """
         The audio encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's audio
-        vector A_i in the shared space, after the projection (as CLIP's): (N, d).
+        vector A_i in the shared space, after the projection (as CLIP's): (N, d), the vectors `forward` uses.
         """
         output = self.audio_encoder_output(input_values, audio_attention_mask, **kwargs)
         output.pooler_output = self.audio_projection(output.pooler_output)
@@ -569,70 +596,75 @@ class TCMPModel(TCMPPreTrainedModel):
     def text_encoder_output(
         self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=None, output_attentions=None
     ) -> BaseModelOutputWithPooling:
-        """The text encoder in one pass over (N, L) tokens; `pooler_output`: the pooled features (N, text width)."""
-        if input_ids is None:
-            raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        """
+        The text encoder in one pass over (N, L) tokens, the one text path (`pooled_text_features` runs it in
+        chunks); `pooler_output`: each utterance's features pooled as `config.text_pooling` says (N, text width).
+        """
+        inputs = self._text_inputs(input_ids, attention_mask, token_type_ids)
+        options = self._encoder_options(self.text_model, output_hidden_states, output_attentions)
         with self._encoder_grad():
-            output = self.text_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.text_model),
-                output_attentions=self._encoder_option("output_attentions", output_attentions, self.text_model),
-                return_dict=True,
-            )
-            pooled = masked_max_mean_pool(output.last_hidden_state, attention_mask)
+            output = self.text_model(**inputs, **options, return_dict=True)
+            pool = TEXT_POOLING_FUNCTIONS[self.config.text_pooling]
+            pooled = pool(output.last_hidden_state, inputs["attention_mask"])
         return BaseModelOutputWithPooling(output.last_hidden_state, pooled, output.hidden_states, output.attentions)
 
     def audio_encoder_output(
         self, input_values, audio_attention_mask=None, output_hidden_states=None, output_attentions=None
     ) -> BaseModelOutputWithPooling:
-        """The audio encoder in one pass over (N, samples); `pooler_output`: pooled real frames (N, audio width)."""
-        if input_values is None:
-            raise ValueError("this TCMP model has an audio encoder: pass input_values (audio for every utterance)")
-        if audio_attention_mask is None:
-            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-        with self._encoder_grad():
-            output = self.audio_model(
-                input_values,
-                attention_mask=audio_attention_mask,
-                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.audio_model),
-                output_attentions=self._encoder_option("output_attentions", output_attentions, self.audio_model),
-                return_dict=True,
-            )
+        """
+        The audio encoder in one pass over (N, samples), the one audio path (`pooled_audio_features` runs it in
+        chunks); `pooler_output`: each utterance's real frames, max+mean pooled (N, audio width). A group-norm front
+        end normalises each utterance over its own samples (`tcmp.speech_front_end`): padding changes nothing.
+        """
+        inputs = self._audio_inputs(input_values, audio_attention_mask)
+        mask = inputs["audio_attention_mask"]
+        options = self._encoder_options(self.audio_model, output_hidden_states, output_attentions)
+        with self._encoder_grad(), utterance_lengths(self.audio_model, mask):
+            output = self.audio_model(inputs["input_values"], attention_mask=mask, **options, return_dict=True)
             hidden = output.last_hidden_state
-            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
+            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], mask)
             pooled = masked_max_mean_pool(hidden, frame_mask)
         return BaseModelOutputWithPooling(hidden, pooled, output.hidden_states, output.attentions)
 
-    def _encoder_option(self, name: str, value: bool | None, encoder: PreTrainedModel) -> bool:
-        """`output_hidden_states` / `output_attentions`: the value given, else this config's or the encoder's."""
-        if value is not None:
-            return value
-        return bool(getattr(self.config, name) or getattr(encoder.config, name))
-
     def pooled_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
+        """`text_encoder_output(...).pooler_output` (before the trainable projection), in chunks: (N, text width)."""
+        inputs = self._text_inputs(input_ids, attention_mask, token_type_ids)
+        return self._pooled_in_chunks(self.text_encoder_output, inputs, inputs["attention_mask"], auto_chunk_size=None)
+
+    def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
+        """`audio_encoder_output(...).pooler_output` (before the projection), in chunks: (N, audio width)."""
+        inputs = self._audio_inputs(input_values, audio_attention_mask)
+        auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
+        mask = inputs["audio_attention_mask"]
+        return self._pooled_in_chunks(self.audio_encoder_output, inputs, mask, auto_chunk_size)
+
+    def _pooled_in_chunks(self, encoder_output, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None):
+        """
+        `encoder_output(**inputs).pooler_output` over length-sorted chunks of `config.encoder_chunk_size` utterances
+        (`auto_chunk_size` under "auto"; one pass while `torch.export` traces, chunking being data-dependent), for
+        speed only: each utterance's features are its own whatever its batch, so the numbers are one pass's.
+        """
+        chunk_size = self.config.encoder_chunk_size
+        if chunk_size == "auto":
+            chunk_size = auto_chunk_size
+
+        def pooled(**rows):
+            return encoder_output(**rows, output_hidden_states=False, output_attentions=False).pooler_output
+
+        if chunk_size is None or torch.compiler.is_exporting():
+            return pooled(**inputs)
+        return encode_in_length_chunks(pooled, inputs, mask, chunk_size)
+
+    @staticmethod
+    def _text_inputs(input_ids, attention_mask, token_type_ids) -> dict:
         if input_ids is None:
             raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self._encode_in_length_chunks(self._pooled_text, inputs, attention_mask, auto_chunk_size=None)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
-    def _pooled_text(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
-        with self._encoder_grad():
-            hidden = self.text_model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            if self.config.text_pooling == "normalized_mean":
-                return F.normalize(masked_mean_pool(hidden, attention_mask), dim=-1)
-            return masked_max_mean_pool(hidden, attention_mask)
-
-    def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
-        """Pooled audio-encoder output of each utterance (real frames only), before the projection: (N, audio width)."""
+    @staticmethod
+    def _audio_inputs(input_values, audio_attention_mask) -> dict:
         if input_values is None:
             raise ValueError(
                 "this TCMP model has an audio encoder: pass input_values (audio for every utterance), "
@@ -640,50 +672,15 @@ class TCMPModel(TCMPPreTrainedModel):
             )
         if audio_attention_mask is None:
             audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-        inputs = {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
-        auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
-        # a group-norm front end (HuBERT-base, wav2vec 2.0-base) normalises over the padded time axis too
-        equal_lengths = getattr(self.config.audio_config, "feat_extract_norm", None) == "group"
-        return self._encode_in_length_chunks(
-            self._pooled_audio, inputs, audio_attention_mask, auto_chunk_size, equal_lengths
-        )
+        return {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
 
-    def _pooled_audio(self, input_values, audio_attention_mask) -> torch.Tensor:
-        with self._encoder_grad():
-            hidden = self.audio_model(input_values, attention_mask=audio_attention_mask).last_hidden_state
-            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
-            return masked_max_mean_pool(hidden, frame_mask)
-
-    def _encode_in_length_chunks(
-        self, encode, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None, equal_lengths: bool = False
-    ) -> torch.Tensor:
-        """
-        `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time
-        (`auto_chunk_size` when that is `"auto"`; `None`: one pass), each chunk cut to its own longest utterance (when
-        the chunk is right-padded); rows come back in input order. `equal_lengths`: a chunk only holds utterances of
-        one length, so none is padded against another (for encoders whose output depends on the padding).
-        """
-        chunk_size = self.config.encoder_chunk_size
-        if chunk_size == "auto":
-            chunk_size = auto_chunk_size
-        mixes_lengths = equal_lengths and not bool(mask.all())
-        if not mixes_lengths and (chunk_size is None or mask.shape[0] <= chunk_size):
-            return encode(**inputs)
-        lengths = mask.sum(dim=1)
-        order = lengths.argsort(stable=True)
-        groups = [order]
-        if equal_lengths:
-            groups = order.split(lengths[order].unique_consecutive(return_counts=True)[1].tolist())
-        pieces = []
-        for group in groups:
-            for rows in group.split(chunk_size or len(group)):
-                longest = max(int(lengths[rows].max()), 1)
-                if mask[rows, longest:].any():
-                    longest = mask.shape[1]
-                pieces.append(
-                    encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()})
-                )
-        return torch.cat(pieces)[order.argsort(stable=True)]
+    def _encoder_options(self, encoder: PreTrainedModel, output_hidden_states, output_attentions) -> dict[str, bool]:
+        """`output_hidden_states` / `output_attentions`: the values given, else this config's or the encoder's."""
+        given = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        return {
+            name: bool(getattr(self.config, name) or getattr(encoder.config, name)) if value is None else value
+            for name, value in given.items()
+        }
 
     def encode_utterances(
         self,
@@ -700,9 +697,9 @@ class TCMPModel(TCMPPreTrainedModel):
         """
         Encode a flat batch of utterances once each → (stream name → (num_utterances, d), encoder name → its output
         when hidden states or attentions are asked for). Precomputed encoder features (`text_features` /
-        `audio_features`, e.g. a feature cache of frozen encoders) skip the encoders. The encoders run in
-        length-sorted chunks (`config.encoder_chunk_size`), or in one pass when their hidden states or attentions
-        are asked for or while `torch.export` traces the model (chunking is data-dependent).
+        `audio_features`, e.g. a feature cache of frozen encoders: `pooled_*_features`) skip the encoders. The
+        encoders run in one pass when their hidden states or attentions are asked for, else in chunks
+        (`pooled_*_features`): the same numbers.
         """
         vectors, encoder_outputs = {}, {}
         options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
@@ -710,15 +707,14 @@ class TCMPModel(TCMPPreTrainedModel):
             if encoder is None:
                 continue
             features = text_features if name == "text" else audio_features
-            wanted = any(self._encoder_option(option, value, encoder) for option, value in options.items())
-            if features is None and (wanted or torch.compiler.is_exporting()):
+            wanted = any(self._encoder_options(encoder, **options).values())
+            if features is None and wanted:
                 if name == "text":
                     output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **options)
                 else:
                     output = self.audio_encoder_output(input_values, audio_attention_mask, **options)
                 features = output.pooler_output
-                if wanted:
-                    encoder_outputs[name] = output
+                encoder_outputs[name] = output
             elif features is None and name == "text":
                 features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
             elif features is None:
