@@ -731,6 +731,7 @@ class TCMPModel(TCMPPreTrainedModel):
         utterance_mask: torch.BoolTensor,
         past_state: TCMPDialogueState | None = None,
         use_cache: bool = False,
+        streams: tuple[str, ...] | None = None,
         **inputs: Unpack[TCMPInputs],
     ) -> TCMPModelOutput:
         r"""
@@ -742,14 +743,17 @@ class TCMPModel(TCMPPreTrainedModel):
         use_cache (`bool`, defaults to `False`):
             Also return the dialogues' state after the given utterances (`past_state` of the output); then every
             utterance slot must be real.
+        streams (`tuple[str, ...]`, *optional*):
+            The streams whose context and predictions to compute (default: every stream the encoders give); the
+            others' predictions are zeros and they keep no state.
         **inputs (`TCMPInputs`):
             The real utterances' text and/or audio (or precomputed features), and `output_hidden_states` /
             `output_attentions`.
         """
         self._check_inputs(inputs)
-        utterance_mask = self._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
+        utterance_mask = self._check_utterance_mask(utterance_mask, inputs, use_cache)
         flat, encoder_outputs = self.encode_utterances(**inputs)
-        outputs = self.dialogue_forward(flat, utterance_mask, past_state, use_cache)
+        outputs = self.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams)
         outputs.text_model_output = encoder_outputs.get("text")
         outputs.audio_model_output = encoder_outputs.get("audio")
         return outputs
@@ -797,11 +801,10 @@ class TCMPModel(TCMPPreTrainedModel):
         )
 
     @staticmethod
-    def _check_utterance_mask(
-        utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None, use_cache=False
-    ) -> torch.BoolTensor:
+    def _check_utterance_mask(utterance_mask, inputs: dict, use_cache: bool) -> torch.BoolTensor:
         """
-        The mask as booleans, after checking it against the inputs; the checks that read tensor values are left out
+        The mask as booleans, after checking it against the inputs (`TCMPInputs`: one row per real utterance in
+        `input_ids`, `input_values`, `text_features`, `audio_features`); the checks that read tensor values are left out
         while `torch.export` traces the model (an exported program takes the inputs it was traced for on trust).
         """
         if utterance_mask is None or utterance_mask.dim() != 2:
@@ -817,13 +820,8 @@ class TCMPModel(TCMPPreTrainedModel):
                 "continue dialogues of different lengths in separate calls"
             )
         num_real = int(utterance_mask.sum())
-        inputs = {
-            "input_ids": input_ids,
-            "input_values": input_values,
-            "text_features": text_features,
-            "audio_features": audio_features,
-        }
-        for name, tensor in inputs.items():
+        for name in ("input_ids", "input_values", "text_features", "audio_features"):
+            tensor = inputs.get(name)
             if tensor is not None and tensor.shape[0] != num_real:
                 raise ValueError(
                     f"{name} has {tensor.shape[0]} rows but utterance_mask marks {num_real} real utterances; "
@@ -926,9 +924,10 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         """
         self._check_inputs(inputs)
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs))
-        flat, encoder_outputs = base.encode_utterances(**inputs)
-        outputs = base.dialogue_forward(flat, utterance_mask)
+        outputs = base(utterance_mask, return_dict=True, **inputs)
+        utterance_mask = outputs.utterance_mask
+        grids = {"text": outputs.text_embeds, "audio": outputs.audio_embeds, "fused": outputs.fused_embeds}
+        flat = {stream: grid[utterance_mask] for stream, grid in grids.items() if grid is not None}
         batch_size, length = utterance_mask.shape
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
@@ -995,8 +994,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             target_embeds=torch.stack(targets, dim=1),
             prediction_dialogue_ids=prediction_dialogue,
             prediction_mask=prediction_mask,
-            text_model_output=encoder_outputs.get("text"),
-            audio_model_output=encoder_outputs.get("audio"),
+            text_model_output=outputs.text_model_output,
+            audio_model_output=outputs.audio_model_output,
         )
 
     def _candidate_mask(self, labels, prediction_dialogue, candidate_dialogue) -> torch.BoolTensor:
@@ -1078,12 +1077,6 @@ def _candidate_pool(flat: dict, negatives: dict, utterance_dialogue: torch.Tenso
     return candidates, torch.cat([dialogue, extra_dialogue]), label_offset
 
 
-def _counted_inputs(inputs: dict) -> dict:
-    """The inputs whose rows `_check_utterance_mask` counts against the real utterances."""
-    names = ("input_ids", "input_values", "text_features", "audio_features")
-    return {name: inputs.get(name) for name in names}
-
-
 class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
     """TCMP with the pre-recognition head: the emotion of the utterance that follows the given context."""
 
@@ -1135,21 +1128,20 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             given utterances (as `TCMPModel.forward`; the streaming predictor passes one utterance at a time).
         """
         self._check_inputs(inputs)
-        base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
-        lengths = utterance_mask.sum(dim=1)
+        outputs = self.tcmp(
+            utterance_mask, past_state, use_cache, streams=self.config.active_streams, return_dict=True, **inputs
+        )
+        lengths = outputs.utterance_mask.sum(dim=1)
         seen = lengths if past_state is None else lengths + past_state.num_utterances
         if not torch.compiler.is_exporting() and (seen == 0).any():
             empty = int((seen == 0).nonzero()[0])
             raise ValueError(
                 f"sample {empty} of the batch has an empty context: pre-recognition needs at least one earlier utterance"
             )
-        flat, encoder_outputs = base.encode_utterances(**inputs)
-        outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
         per_position = labels is not None and labels.dim() == 2 and not labels.is_floating_point()
         if per_position and self.config.problem_type != "multi_label_classification":
             return self._score_positions(outputs.forthcoming_embeds, labels)
-        rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
+        rows = torch.arange(lengths.shape[0], device=lengths.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
         if labels is not None:
@@ -1159,8 +1151,8 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             logits=logits,
             forthcoming_embeds=forthcoming,
             past_state=outputs.past_state,
-            text_model_output=encoder_outputs.get("text"),
-            audio_model_output=encoder_outputs.get("audio"),
+            text_model_output=outputs.text_model_output,
+            audio_model_output=outputs.audio_model_output,
         )
 
     def _score_positions(self, forthcoming_embeds: torch.Tensor, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
