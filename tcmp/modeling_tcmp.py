@@ -20,53 +20,12 @@ from transformers.utils.generic import can_return_tuple
 
 from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
+from .dialogue_state import TCMPDialogueState, TCMPStreamState
 from .errors import CheckpointError
 from .speech_front_end import adapt_front_end, utterance_lengths
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
-
-
-@dataclass
-class TCMPStreamState:
-    """
-    What one stream keeps of each of B dialogues after n utterances, for continuing them later (`past_state`):
-
-    - `context_hidden` (B, d): the context GRU's state after utterance n-1;
-    - `recent_context` (B, 2, d): the context states c_{n-2}, c_{n-1} (zeros before the dialogue starts), the next
-      query's inputs;
-    - `memory_hidden` (B, d): the memory GRU's state after h_{n-3};
-    - `memory` (B, M, d) and `memory_mask` (B, M): the memory states h_j that the next prediction may read (j ≤ n-3,
-      the latest `attention_window` of them), right-aligned: the last real column of a row is its h_{n-3}.
-    """
-
-    context_hidden: torch.Tensor
-    recent_context: torch.Tensor
-    memory_hidden: torch.Tensor
-    memory: torch.Tensor
-    memory_mask: torch.BoolTensor
-
-    @classmethod
-    def empty(cls, batch_size: int, hidden_size: int, device=None, dtype=None) -> "TCMPStreamState":
-        zeros = torch.zeros(batch_size, hidden_size, device=device, dtype=dtype)
-        return cls(
-            zeros,
-            zeros.new_zeros(batch_size, 2, hidden_size),
-            zeros.clone(),
-            zeros.new_zeros(batch_size, 0, hidden_size),
-            torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
-        )
-
-
-@dataclass
-class TCMPDialogueState:
-    """
-    The causal state of B dialogues after `num_utterances` (B,) utterances each, one `TCMPStreamState` per stream:
-    everything the model needs to continue them utterance by utterance (as decoders pass `past_key_values`).
-    """
-
-    num_utterances: torch.LongTensor
-    streams: dict[str, TCMPStreamState]
 
 
 class TCMPInputs(TypedDict, total=False):
@@ -287,9 +246,12 @@ class TCMPForthcomingPredictor(nn.Module):
     e_t = W_e [attention(q_t, h_{≤t-3}); q_t] with q_t = tanh(W_q [c_{t-1}; c_{t-2}]) and h = GRU(c).
 
     Nothing at or after position t enters e_t. Attention covers at most `attention_window` memory states
-    (`readable` is the one place this rule is written). The memory GRU runs two positions behind the context:
-    h_j is computed when it first becomes readable.
+    (`readable` and `still_readable` are the one place this rule is written, with `MEMORY_LAG`). The memory GRU runs
+    two positions behind the context: h_j is computed when it first becomes readable.
     """
+
+    MEMORY_LAG = 3
+    """e_t reads the memory states h_j with j ≤ t - MEMORY_LAG (and, with a window W, j > t - MEMORY_LAG - W)."""
 
     def __init__(self, hidden_size: int, attention_window: int | None, no_context: bool):
         super().__init__()
@@ -302,10 +264,19 @@ class TCMPForthcomingPredictor(nn.Module):
     def readable(self, query_positions: torch.Tensor, memory_positions: torch.Tensor) -> torch.BoolTensor:
         """(B, Q) query positions t, (B, M) memory positions j (-1: none) → (B, Q, M): t-3-window < j ≤ t-3."""
         query, memory = query_positions.unsqueeze(2), memory_positions.unsqueeze(1)
-        allowed = (memory >= 0) & (memory <= query - 3)
+        allowed = (memory >= 0) & (memory <= query - self.MEMORY_LAG)
         if self.attention_window is not None:
-            allowed = allowed & (memory > query - 3 - self.attention_window)
+            allowed = allowed & (memory > query - self.MEMORY_LAG - self.attention_window)
         return allowed
+
+    def still_readable(self, states: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The memory (B, M, d) with positions (B, M), right-aligned up to h_{n-3}, that a later prediction may still
+        read: the latest `attention_window` columns (all of them without a window).
+        """
+        if self.attention_window is None:
+            return states, positions
+        return states[:, -self.attention_window :], positions[:, -self.attention_window :]
 
     def forward(
         self,
@@ -784,7 +755,7 @@ class TCMPModel(TCMPPreTrainedModel):
             predicted, memory = self.predictor[stream](context, utterance_mask, past, num_past)
             forthcoming.append(predicted)
             if use_cache:
-                states[stream] = _next_stream_state(context, context_states, past, memory, self.config.attention_window)
+                states[stream] = _next_stream_state(context, context_states, past, memory, self.predictor[stream])
         reference = next(f for f in forthcoming if f is not None)
         forthcoming = torch.stack([f if f is not None else torch.zeros_like(reference) for f in forthcoming], dim=2)
         next_state = None
@@ -843,7 +814,7 @@ def place_on_grid(vectors: torch.Tensor, utterance_mask: torch.BoolTensor) -> to
     return grid.masked_fill(~utterance_mask.unsqueeze(-1), 0)
 
 
-def _next_stream_state(context, context_states, past, memory, window) -> TCMPStreamState:
+def _next_stream_state(context, context_states, past, memory, predictor) -> TCMPStreamState:
     """A stream's state after the new utterances (every slot real): GRU states, the last two c, the readable memory."""
     batch_size, _, hidden_size = context.shape
     if past is None:
@@ -854,8 +825,7 @@ def _next_stream_state(context, context_states, past, memory, window) -> TCMPStr
     if memory is None:
         return TCMPStreamState(context_states[:, -1], recent, past.memory_hidden, past.memory, past.memory_mask)
     states, positions, memory_hidden = memory
-    if window is not None:
-        states, positions = states[:, -window:], positions[:, -window:]
+    states, positions = predictor.still_readable(states, positions)
     return TCMPStreamState(context_states[:, -1], recent, memory_hidden, states, positions >= 0)
 
 
