@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
@@ -22,10 +21,9 @@ from .checkpoints import require_folder_or_hub_id, verify_checksums, write_check
 from .configuration_tcmp import STREAMS, TCMPConfig
 from .dialogue_state import TCMPDialogueState, TCMPStreamState
 from .errors import CheckpointError
+from .gather import candidate_pool, gathering_world_size, global_count
+from .length_chunks import CPU_AUDIO_CHUNK_SIZE, encode_in_length_chunks
 from .speech_front_end import adapt_front_end, utterance_lengths
-
-CPU_AUDIO_CHUNK_SIZE = 2
-"""Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
 
 
 class TCMPInputs(TypedDict, total=False):
@@ -186,24 +184,6 @@ def normalized_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> tor
 
 TEXT_POOLING_FUNCTIONS = {"max_mean": masked_max_mean_pool, "normalized_mean": normalized_mean_pool}
 """`config.text_pooling` → the function that pools the text encoder's output: the one place that reads it."""
-
-
-def encode_in_length_chunks(encode, inputs: dict, mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """
-    `encode(**inputs)` over the rows sorted by length (`mask` sums), `chunk_size` at a time, each chunk cut to its
-    own longest row (when the chunk is right-padded); rows come back in input order.
-    """
-    if mask.shape[0] <= chunk_size:
-        return encode(**inputs)
-    lengths = mask.sum(dim=1)
-    order = lengths.argsort(stable=True)
-    pieces = []
-    for rows in order.split(chunk_size):
-        longest = max(int(lengths[rows].max()), 1)
-        if mask[rows, longest:].any():
-            longest = mask.shape[1]
-        pieces.append(encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()}))
-    return torch.cat(pieces)[order.argsort(stable=True)]
 
 
 def _without_pooler(encoder: PreTrainedModel) -> PreTrainedModel:
@@ -902,7 +882,7 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
         )
-        world_size = _gathering_world_size(self.config)
+        world_size = gathering_world_size(self.config.gather_negatives)
         if world_size > 1 and dialogue_ids is None:
             raise ValueError("gathering negatives across processes needs dialogue_ids that are unique across them")
         if dialogue_ids is None:
@@ -920,7 +900,7 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             )
         matching_loss = None
         if "text" in flat and "audio" in flat:
-            num_matched = _global_count(row_of_utterance.shape[0], world_size, utterance_mask.device)
+            num_matched = global_count(row_of_utterance.shape[0], world_size, utterance_mask.device)
             matching_loss = text_audio_matching_loss(
                 flat["text"], flat["audio"], row_of_utterance, num_matched / world_size
             )
@@ -930,8 +910,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         prediction_labels = flat_index[prediction_mask]
         prediction_dialogue = dialogue_ids.unsqueeze(1).expand(batch_size, length)[prediction_mask]
         predicted = outputs.forthcoming_embeds[:, :length][prediction_mask]
-        num_predictions = _global_count(prediction_labels.shape[0], world_size, utterance_mask.device)
-        candidates, candidate_dialogue, label_offset = _candidate_pool(
+        num_predictions = global_count(prediction_labels.shape[0], world_size, utterance_mask.device)
+        candidates, candidate_dialogue, label_offset = candidate_pool(
             flat, negatives, dialogue_ids[row_of_utterance], world_size
         )
         allowed = self._candidate_mask(prediction_labels + label_offset, prediction_dialogue, candidate_dialogue)
@@ -982,69 +962,6 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         allowed = negative.clone()
         allowed[torch.arange(labels.shape[0], device=labels.device), labels] = True
         return allowed
-
-
-def _gathering_world_size(config: TCMPConfig) -> int:
-    """Processes whose utterances serve as candidates: all of them with `gather_negatives` under torch.distributed."""
-    if config.gather_negatives and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-def _global_count(count: int, world_size: int, device) -> int:
-    """`count` summed over the processes (the normaliser of a loss averaged over all of them)."""
-    if world_size == 1:
-        return count
-    total = torch.tensor([count], device=device)
-    dist.all_reduce(total)
-    return int(total)
-
-
-def _gather_rows(tensor: torch.Tensor, world_size: int, fill: float = 0) -> torch.Tensor:
-    """Every process's rows, each process's block padded to the longest with `fill`; gradients flow back."""
-    size = torch.tensor([tensor.shape[0]], device=tensor.device)
-    sizes = [torch.zeros_like(size) for _ in range(world_size)]
-    dist.all_gather(sizes, size)
-    longest = int(max(sizes))
-    padded = torch.cat([tensor, tensor.new_full((longest - tensor.shape[0], *tensor.shape[1:]), fill)])
-    return _AllGather.apply(padded)
-
-
-class _AllGather(torch.autograd.Function):
-    """All processes' equal-sized blocks, concatenated; each block's gradient is summed over the processes' losses."""
-
-    @staticmethod
-    def forward(ctx, block: torch.Tensor) -> torch.Tensor:
-        blocks = [torch.empty_like(block) for _ in range(dist.get_world_size())]
-        dist.all_gather(blocks, block.contiguous())
-        return torch.cat(blocks)
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
-        gradient = gradient.contiguous()
-        dist.all_reduce(gradient)
-        return gradient.chunk(dist.get_world_size())[dist.get_rank()]
-
-
-def _candidate_pool(flat: dict, negatives: dict, utterance_dialogue: torch.Tensor, world_size: int):
-    """
-    The forthcoming-prediction candidates per stream: the batch's utterances, then the extra negatives — every
-    process's when `world_size` > 1 (open_clip's gather design: each process scores its own predictions against
-    all). Returns them, their dialogue ids (-1: extra negative, -2: padding) and where this process's utterances start.
-    """
-    extra_dialogue = torch.full(
-        (next(iter(negatives.values())).shape[0] if negatives else 0,), -1, device=utterance_dialogue.device
-    )
-    if world_size == 1:
-        candidates = {s: torch.cat([v, negatives[s]]) if s in negatives else v for s, v in flat.items()}
-        return candidates, torch.cat([utterance_dialogue, extra_dialogue]), 0
-    dialogue = _gather_rows(utterance_dialogue, world_size, fill=-2)
-    label_offset = dist.get_rank() * (dialogue.shape[0] // world_size)
-    candidates = {s: _gather_rows(v, world_size) for s, v in flat.items()}
-    if negatives:
-        extra_dialogue = _gather_rows(extra_dialogue, world_size, fill=-2)
-        candidates = {s: torch.cat([v, _gather_rows(negatives[s], world_size)]) for s, v in candidates.items()}
-    return candidates, torch.cat([dialogue, extra_dialogue]), label_offset
 
 
 class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
