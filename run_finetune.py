@@ -25,7 +25,6 @@ from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
     FINETUNED,
-    DataArguments,
     FinetuningArguments,
     FinetuningDataArguments,
     ModelArguments,

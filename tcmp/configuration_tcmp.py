@@ -56,9 +56,9 @@ class TCMPConfig(PreTrainedConfig):
         vary a lot). `None` encodes the batch in one pass. `"auto"`: the speech encoder in chunks of 2 on CPU (the
         fastest there in `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16: its convolutional front
         end is memory-bound on wide batches) and in one pass on accelerators; the text encoder in one pass (short
-        texts; wider batches measured faster). With a group-norm speech front end (`feat_extract_norm="group"`:
-        HuBERT-base, wav2vec 2.0-base), whose features change with padding, a speech-encoder pass only ever holds
-        utterances of one length, whatever this size, so features never depend on the rest of the batch.
+        texts; wider batches measured faster). Speed only: every utterance's features are its own whatever its chunk
+        (a group-norm speech front end, HuBERT-base, wav2vec 2.0-base, normalises each utterance over its own frames:
+        `tcmp.speech_front_end`), so every chunk size gives the same numbers.
     gather_negatives (`bool`, defaults to `True`):
         Under torch.distributed with several processes (DDP, FSDP), pre-training scores each process's predictions
         against the utterances of every process (gathered with their gradients), not only its own batch's: more

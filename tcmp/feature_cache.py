@@ -38,8 +38,9 @@ def _settings(values: dict) -> str:
 
 
 ENCODING_VERSION = "2"
-"""Raised when the way features are computed changes (2: group-norm speech front ends encode one length per pass),
-so that caches written by earlier code are not reused."""
+"""Raised when the way features are computed changes (2: group-norm speech front ends give each utterance its own
+features; the masked group norm that now does it gives the same values), so that caches written by earlier code are
+not reused."""
 
 
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
