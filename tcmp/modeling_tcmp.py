@@ -12,16 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from safetensors import SafetensorError
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
+from .checkpoints import require_folder_or_hub_id, saved_file_errors, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
-from .errors import CheckpointError
 from .speech_front_end import use_contiguous_front_end
+from .validation import check_finite_weights, check_token_ids
 
 CPU_AUDIO_CHUNK_SIZE = 2
 """Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
@@ -434,11 +433,10 @@ class TCMPPreTrainedModel(PreTrainedModel):
         require_folder_or_hub_id(folder)
         if os.path.isdir(folder):
             verify_checksums(folder)
-        try:
+        with saved_file_errors(folder, cls):
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:
-            raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
+        check_finite_weights(model, folder)
         model.base_model.apply_encoder_freezing()
         return loaded
 
@@ -617,6 +615,7 @@ class TCMPModel(TCMPPreTrainedModel):
         """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
         if input_ids is None:
             raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
+        check_token_ids(input_ids, self.text_model.get_input_embeddings().num_embeddings)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
