@@ -5,7 +5,7 @@ Command line:
     python -m tcmp.data build pmeld CSV_DIR [--media-dir D] [--label-type sentiment|emotion] [rule flags] --output DIR
     python -m tcmp.data build piem IEMOCAP_ROOT [rule flags] --output DIR
     python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] --output DIR   (split from file name: train/dev/test)
-    python -m tcmp.data build release FILE [--kind pmeld|piem|umd] --allow-pickle --output DIR
+    python -m tcmp.data build release FILE [--kind-of-release pmeld|piem|umd] --allow-pickle --output DIR
     python -m tcmp.data stats SOURCE-or-saved-DIR [--paper pmeld|piem]
 
 Rule flags: --min-context N --max-context N --[no-]require-target-spoke-before --[no-]require-speaker-change.
