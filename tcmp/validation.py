@@ -83,10 +83,13 @@ def check_finite_weights(model: torch.nn.Module, source: str) -> None:
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Token ids outside the text encoder's vocabulary (a tokenizer of another model) are a `ValueError` naming one."""
-    if not input_ids.numel():
+    """
+    Token ids outside the text encoder's vocabulary (a tokenizer of another model) are a `ValueError` naming one.
+    Not checked while torch.compile or torch.export traces the model (a branch on the values has no graph).
+    """
+    if not input_ids.numel() or torch.compiler.is_compiling():
         return
-    lowest, highest = int(input_ids.min()), int(input_ids.max())
+    lowest, highest = (int(value) for value in torch.aminmax(input_ids))
     if lowest < 0 or highest >= vocab_size:
         bad = highest if highest >= vocab_size else lowest
         raise ValueError(

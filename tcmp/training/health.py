@@ -16,7 +16,10 @@ from ..errors import TrainingDiverged
 logger = logging.getLogger(__name__)
 
 DIVERGENCE_FACTOR = 10.0
-"""A logged training loss this many times the loss of the first step (the untrained model's) is a diverging run."""
+"""A logged training loss this many times the first logged one is a diverging run."""
+LOSS_CEILING = 1e3
+"""A logged training loss above this is a diverging run whatever the first one was: TCMP's losses are
+cross-entropies over classes or candidate utterances, which start near log(count) (below 10) and fall."""
 
 
 def what_to_try(args) -> str:
@@ -38,8 +41,8 @@ class TrainingHealthCallback(TrainerCallback):
     """
     At every log: a non-finite training loss, or trainable weights holding NaN/infinity (the Trainer's
     `logging_nan_inf_filter` hides NaN losses from the log), stop the run with `TrainingDiverged`; a loss above
-    `DIVERGENCE_FACTOR` times the first step's (always logged, as `logging_first_step` does) is warned about once.
-    At every evaluation with per-class
+    `DIVERGENCE_FACTOR` times the first logged one, or above `LOSS_CEILING`, is warned about once. At every
+    evaluation with per-class
     predictions (`predicted_classes` of `PreRecognitionMetrics`): a model that predicts a single class for the whole
     split is warned about once.
     """
@@ -47,10 +50,6 @@ class TrainingHealthCallback(TrainerCallback):
     def __init__(self):
         self.first_loss: tuple[int, float] | None = None
         self.warned: set[str] = set()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 1:
-            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         loss = (logs or {}).get("loss")
@@ -64,10 +63,10 @@ class TrainingHealthCallback(TrainerCallback):
         if self.first_loss is None:
             self.first_loss = (state.global_step, loss)
         step, first = self.first_loss
-        if "diverging" not in self.warned and first > 0 and loss > DIVERGENCE_FACTOR * first:
+        if "diverging" not in self.warned and (loss > LOSS_CEILING or 0 < first * DIVERGENCE_FACTOR < loss):
             self.warned.add("diverging")
             logger.warning(
-                "the training loss diverges: %.4g %s, up from %.4g at step %d; %s", loss, where, first, step,
+                "the training loss diverges: %.4g %s (first logged: %.4g at step %d); %s", loss, where, first, step,
                 what_to_try(args),
             )
 
@@ -83,4 +82,4 @@ class TrainingHealthCallback(TrainerCallback):
             )
 
 
-__all__ = ["DIVERGENCE_FACTOR", "TrainingHealthCallback", "first_non_finite", "what_to_try"]
+__all__ = ["DIVERGENCE_FACTOR", "LOSS_CEILING", "TrainingHealthCallback", "first_non_finite", "what_to_try"]

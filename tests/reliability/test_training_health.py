@@ -55,10 +55,11 @@ def test_nan_weights_stop_the_run_naming_the_step_and_what_to_try(script, tmp_pa
 
 def test_a_diverging_loss_is_warned_about(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tcmp.training.health"):
-        run_finetune.main(tiny_flags(tmp_path / "out", *SHORT, "--learning_rate", "1e3"))
+        run_finetune.main(tiny_flags(tmp_path / "out", *SHORT, "--learning_rate", "1e3", "--logging_steps", "1"))
     warnings = [r.getMessage() for r in caplog.records if "diverges" in r.getMessage()]
     assert len(warnings) == 1
-    assert "up from" in warnings[0] and "at step 1" in warnings[0] and "--learning_rate (now 1000" in warnings[0]
+    assert "at step 2 " in warnings[0] and "(first logged: 1.09" in warnings[0]
+    assert "--learning_rate (now 1000" in warnings[0]
 
 
 def test_predictions_collapsed_to_one_class_are_warned_about(tmp_path, caplog):
@@ -82,5 +83,8 @@ def test_a_healthy_run_is_not_warned_about(caplog):
             health.on_log(args, state, control, logs={"loss": loss}, model=torch.nn.Linear(2, 2))
         health.on_evaluate(args, state, control, metrics={"eval_predicted_classes": 2})
     assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="tcmp.training.health"):
+        TrainingHealthCallback().on_log(args, state, control, logs={"loss": 2e4})  # exploded before the first log
+    assert "the training loss diverges: 2e+04 at step 4" in caplog.records[0].getMessage()
     with pytest.raises(TrainingDiverged, match="the training loss is nan"):
         health.on_log(args, state, control, logs={"loss": float("nan")})
