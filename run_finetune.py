@@ -23,6 +23,7 @@ from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, 
 from tcmp.errors import ArgumentsError
 from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
+from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
     FINETUNED,
     FinetuningArguments,
@@ -80,7 +81,7 @@ def main(argv=None, callbacks=()) -> dict:
     train_split = "train_dialogues" if data_args.per_dialogue_training else "train"
     metrics = PreRecognitionMetrics(label_names)
     trainer = TCMPTrainer.for_splits(
-        model, training_args, processor, collator, splits, metrics, callbacks, train_split=train_split
+        model, training_args, processor, collator, splits, metrics, [TrainingHealthCallback(), *callbacks], train_split=train_split
     )
 
     results = {}

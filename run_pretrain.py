@@ -23,6 +23,7 @@ from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
 from tcmp.data.streaming import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
 from tcmp.preflight import preflight, run_as_script
+from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
     PRETRAINED,
     CachedFeatureWindows,
@@ -105,7 +106,7 @@ def main(argv=None, callbacks=()) -> dict:
     if data_args.streaming:
         windows["train"] = stream
     metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
-    callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), *callbacks]
+    callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), TrainingHealthCallback(), *callbacks]
     trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)
 
     results = {}

@@ -114,6 +114,8 @@ def audio_file_info(path: str, where: str | None = None):
     name = f"{where + ': ' if where else ''}audio file {path!r}"
     if path is None:
         raise AudioLoadError(f"{where + ': ' if where else ''}audio path is None")
+    if os.path.isdir(path):
+        raise AudioLoadError(f"{name} is a folder, not an audio file")
     if not os.path.isfile(path):
         raise AudioLoadError(f"{name} does not exist (missing file)")
     if os.path.getsize(path) == 0:

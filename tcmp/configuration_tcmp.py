@@ -6,16 +6,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .validation import MODALITIES, TEXT_POOLINGS, check_config_values, check_encoder_chunk_size, config_file_errors
 
-MODALITIES = ("all", "text", "audio", "text2audio", "fused")
+
 STREAMS = ("text", "audio", "fused")
-TEXT_POOLINGS = ("max_mean", "normalized_mean")
-
-
-def check_encoder_chunk_size(chunk_size) -> None:
-    """The rule for `encoder_chunk_size` (the config's, also applied to the `--encoder_chunk_size` flag)."""
-    if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
-        raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
 
 
 @strict
@@ -110,19 +104,7 @@ class TCMPConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.modality not in MODALITIES:
-            raise ValueError(f"TCMPConfig.modality must be one of {MODALITIES}, got {self.modality!r}")
-        if self.num_negatives is not None and self.num_negatives < 1:
-            raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
-        if self.text_pooling not in TEXT_POOLINGS:
-            raise ValueError(f"TCMPConfig.text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}")
-        if self.attention_window is not None and self.attention_window < 1:
-            raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
-        check_encoder_chunk_size(self.encoder_chunk_size)
-        if not self.context_emotion_loss_weight >= 0:
-            raise ValueError(
-                f"TCMPConfig.context_emotion_loss_weight must be a number of at least 0, got {self.context_emotion_loss_weight}"
-            )
+        check_config_values(self)
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:
@@ -131,6 +113,18 @@ class TCMPConfig(PreTrainedConfig):
                     f"text_config={'set' if self.has_text else 'None'} and "
                     f"audio_config={'set' if self.has_audio else 'None'}"
                 )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As `PreTrainedConfig.from_pretrained`; a bad value in the saved config.json is one line naming the file."""
+        with config_file_errors(str(pretrained_model_name_or_path)):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """As `PreTrainedConfig.from_dict`; from `AutoConfig.from_pretrained`, a bad value names the folder's config.json."""
+        with config_file_errors(kwargs.get("name_or_path")):
+            return super().from_dict(config_dict, **kwargs)
 
     @property
     def has_text(self) -> bool:

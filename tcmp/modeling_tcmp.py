@@ -11,19 +11,18 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from safetensors import SafetensorError
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
+from .checkpoints import require_folder_or_hub_id, saved_file_errors, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
 from .dialogue_state import TCMPDialogueState, TCMPStreamState
-from .errors import CheckpointError
 from .gather import candidate_pool, gathering_world_size, global_count
 from .length_chunks import CPU_AUDIO_CHUNK_SIZE, encode_in_length_chunks
 from .speech_front_end import adapt_front_end, utterance_lengths
+from .validation import check_finite_weights, check_token_ids
 
 
 class TCMPInputs(TypedDict, total=False):
@@ -412,11 +411,10 @@ class TCMPPreTrainedModel(PreTrainedModel):
         require_folder_or_hub_id(folder)
         if os.path.isdir(folder):
             verify_checksums(folder)
-        try:
+        with saved_file_errors(folder, cls):
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:
-            raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
+        check_finite_weights(model, folder)
         model.base_model.apply_encoder_freezing()
         return loaded
 
@@ -552,6 +550,7 @@ class TCMPModel(TCMPPreTrainedModel):
         chunks); `pooler_output`: each utterance's features pooled as `config.text_pooling` says (N, text width).
         """
         inputs = self._text_inputs(input_ids, attention_mask, token_type_ids)
+        check_token_ids(input_ids, self.text_model.get_input_embeddings().num_embeddings)
         options = self._encoder_options(self.text_model, output_hidden_states, output_attentions)
         with self._encoder_grad():
             output = self.text_model(**inputs, **options, return_dict=True)

@@ -8,6 +8,7 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_utils import check_sampling_rate, decode_file, decode_samples
+from .checkpoints import saved_file_errors
 from .errors import TCMPInputError
 
 
@@ -67,6 +68,12 @@ class TCMPProcessor(ProcessorMixin):
         super().__init__(feature_extractor, tokenizer)
         self.max_text_length = max_text_length
         self.max_audio_length = max_audio_length
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As `ProcessorMixin.from_pretrained`; a truncated or damaged file of a saved folder is one line naming it."""
+        with saved_file_errors(str(pretrained_model_name_or_path)):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @property
     def sampling_rate(self) -> int:

@@ -1,5 +1,7 @@
 """Turn-by-turn emotion pre-recognition: each new utterance is encoded once and advances a small causal state."""
 
+import functools
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,17 @@ class NextEmotion:
     label: str
     probabilities: dict[str, float]
     logits: torch.Tensor
+
+
+def one_call_at_a_time(method):
+    """Run a `StreamingPreRecognizer` method under its lock: a session's state is read, advanced and written whole."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class StreamingPreRecognizer:
@@ -35,6 +48,10 @@ class StreamingPreRecognizer:
 
     Only the streams the classifier uses (`config.active_streams`) are computed; the others are zero, as in the model.
 
+    Thread-safe: one recognizer may be shared by several threads (e.g. a web server's). Its calls run one at a
+    time (a lock per recognizer), so no utterance is lost and each session advances in the order its calls got the
+    lock; to use the model on many sessions at once, give them to one `add_utterances` call (one batched pass).
+
     Example:
 
     ```python
@@ -52,6 +69,7 @@ class StreamingPreRecognizer:
         self.config = model.config
         self.sessions: dict[str, TCMPDialogueState] = {}
         """Each session's state: a batch of one dialogue (`TCMPDialogueState.row`), its real memory only."""
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, folder: str, **model_kwargs) -> "StreamingPreRecognizer":
@@ -59,6 +77,7 @@ class StreamingPreRecognizer:
         model = TCMPForEmotionPreRecognition.from_pretrained(folder, **model_kwargs)
         return cls(model, TCMPProcessor.from_pretrained(folder))
 
+    @one_call_at_a_time
     def reset(self, session: str | None = "default"):
         """Forget one conversation (or every conversation with `session=None`)."""
         if session is None:
@@ -73,6 +92,7 @@ class StreamingPreRecognizer:
         utterance = {"text": text, "audio": audio, "sampling_rate": sampling_rate, "speaker": speaker}
         return self.add_utterances({session: utterance})[session]
 
+    @one_call_at_a_time
     @torch.no_grad()
     def add_utterances(self, utterances: dict[str, dict]) -> dict[str, NextEmotion]:
         """

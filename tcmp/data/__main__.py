@@ -7,7 +7,7 @@ Command line:
     python -m tcmp.data build pdd DAILYDIALOG_DIR [--label-type emotion|act] [--keep-duplicates] [rule flags] --output DIR
     python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] [--exclude-overlap EVALUATION_SOURCE] --output DIR
                                                         (split from file name: train/dev/test; or one folder of them)
-    python -m tcmp.data build release FILE [--kind pmeld|piem|umd] --allow-pickle --output DIR
+    python -m tcmp.data build release FILE [--kind-of-release pmeld|piem|umd] --allow-pickle --output DIR
     python -m tcmp.data stats SOURCE-or-saved-DIR [--paper pmeld|piem]
     python -m tcmp.data overlap PRETRAINING_SOURCE EVALUATION_SOURCE     (utterances of >= 4 words shared)
 

@@ -46,7 +46,7 @@ def detect_source(source: str) -> str:
     raise DataError(f"dataset source {source!r}: neither a JSON Lines manifest nor a joblib/pickle release file")
 
 
-def call_builder(builder, kind: str, *args, **options):
+def call_builder(builder, kind: str, /, *args, **options):
     """Call `builder` after checking that every option is one of its parameters (a DataError names the others)."""
     accepted = list(inspect.signature(builder).parameters)[len(args):]
     unknown = sorted(set(options) - set(accepted))

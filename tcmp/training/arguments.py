@@ -264,7 +264,7 @@ class TCMPTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start over in an --output_dir that holds checkpoints of an earlier run (deletes them)."},
+        metadata={"help": "Start over in an --output_dir that holds an earlier run's checkpoints (deletes them) or files not from a tcmp run (writes over them)."},
     )
     do_train: bool = field(default=True, metadata={"help": "Train on the training split."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate the final model on the validation split."})

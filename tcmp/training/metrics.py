@@ -7,7 +7,8 @@ from ..metrics import load_metric, sample_retrieval_candidates
 
 
 class PreRecognitionMetrics:
-    """`compute_metrics` for fine-tuning: WA, AA, macro-F1 and per-class recall/F1 (named by label)."""
+    """`compute_metrics` for fine-tuning: WA, AA, macro-F1, per-class recall/F1 (named by label) and the number of
+    distinct classes predicted (`predicted_classes`: 1 is a collapsed model, see `tcmp.training.health`)."""
 
     def __init__(self, label_names: list[str]):
         self.label_names = list(label_names)
@@ -21,8 +22,10 @@ class PreRecognitionMetrics:
 
     def __call__(self, eval_pred) -> dict:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        result = self.compute(np.argmax(logits, axis=-1), eval_pred.label_ids)
+        predictions = np.argmax(logits, axis=-1)
+        result = self.compute(predictions, eval_pred.label_ids)
         scores = {name: float(result[name]) for name in ("wa", "aa", "f1")}
+        scores["predicted_classes"] = len(np.unique(predictions))
         for i, label in enumerate(self.label_names):
             scores[f"recall_{label}"] = float(result["per_class_recall"][i])
             scores[f"f1_{label}"] = float(result["per_class_f1"][i])
