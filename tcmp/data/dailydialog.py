@@ -89,7 +89,8 @@ def read_codes(path: str, label_type: str) -> list[list[int]]:
 
 
 def normalised_dialogue(utterances: list[str]) -> tuple[str, ...]:
-    """A dialogue's utterances with case, spacing and curly apostrophes ignored (the key that finds repeats)."""
+    """A dialogue's utterances lower-cased, curly apostrophes straightened, all whitespace removed (the key of repeats:
+    the release has copies of one dialogue tokenised differently, `sir.How` / `sir . How`)."""
     return tuple(re.sub(r"\s+", "", text.casefold().replace("’", "'").replace("‘", "'")) for text in utterances)
 
 
