@@ -108,7 +108,9 @@ def check_earlier_job(args) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--output_dir", default="main_job", help="Where every run writes its outputs.")
     parser.add_argument(
         "--audio_encoder",

@@ -208,7 +208,9 @@ def mean_std(values) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--meld", required=True, help="folder with MELD's *_sent_emo.csv files")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="TCMP seeds (none: baselines only)")
     parser.add_argument("--finetune_args", default=README_FINETUNE, help="run_finetune.py flags (default: the README's)")

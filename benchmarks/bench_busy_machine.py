@@ -92,7 +92,9 @@ def run(workload: str, setting: str, output_dir: str, timeout: float | None) -> 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--no_load", action="store_true", help="no competing process (an idle machine)")
     parser.add_argument("--main_job", action="store_true", help="also time run_main_job.py (minutes per setting)")
     parser.add_argument("--workloads", nargs="*", default=["gru", "streaming", "finetune"])

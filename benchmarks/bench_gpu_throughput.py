@@ -95,7 +95,9 @@ def measure(model, batches, bf16, device, warmup, seconds, min_steps) -> tuple[f
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--sizes", default="benchmark,base")
     parser.add_argument("--windows", type=int, default=8, help="11-utterance windows per step")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per setting")

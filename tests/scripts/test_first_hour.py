@@ -199,6 +199,19 @@ def test_a_mistyped_flag_gets_did_you_mean():
         parse_arguments((ModelArguments, FinetuningArguments), ["--learningrate=1e-3"])
 
 
+def test_an_abbreviated_flag_is_refused_naming_it(capsys):
+    with pytest.raises(ArgumentsError, match=r"^unknown flag --num_train_epoch: did you mean --num_train_epochs[ ?]"):
+        parse_arguments((ModelArguments, FinetuningArguments), ["--num_train_epoch", "1"])
+    with pytest.raises(SystemExit):
+        run_main_job.main(["--tin"])
+    assert "unrecognized arguments: --tin" in capsys.readouterr().err
+    from tcmp.data.__main__ import main as data_cli
+
+    with pytest.raises(SystemExit):
+        data_cli(["build", "demo", "--out", "x"])
+    assert "the following arguments are required: --output" in capsys.readouterr().err  # --out x is not --output x
+
+
 def test_pin_memory_only_with_an_accelerator(tmp_path):
     args = FinetuningArguments(output_dir=str(tmp_path), report_to="none")
     assert args.dataloader_pin_memory is torch.accelerator.is_available()
