@@ -18,7 +18,7 @@ import numpy as np
 
 from transformers import set_seed
 
-from tcmp import TCMPForEmotionPreRecognition
+from tcmp import TCMPForEmotionPreRecognition, configure_threads
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
@@ -50,6 +50,7 @@ def main(argv=None, callbacks=()) -> dict:
     """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments((ModelArguments, FinetuningDataArguments, FinetuningArguments), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_threads()  # PyTorch's thread count for a shared machine (tcmp.threads)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 

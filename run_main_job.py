@@ -25,6 +25,7 @@ from transformers.trainer_utils import sort_checkpoints
 
 import run_finetune
 import run_pretrain
+from tcmp import configure_threads
 from tcmp.errors import PreflightError, TrainingInterrupted
 from tcmp.preflight import run_as_script
 from tcmp.presets import minilm_path, tiny_audio_config
@@ -126,6 +127,7 @@ def main(argv=None) -> dict:
         "--overwrite_output_dir", action="store_true", help="Start over where an earlier main job left its outputs."
     )
     args = parser.parse_args(argv)
+    configure_threads()  # PyTorch's thread count for a shared machine, once for every stage (tcmp.threads)
 
     start = time.time()
     multimodal = not args.tiny and minilm_path() is not None

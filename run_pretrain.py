@@ -18,7 +18,7 @@ import logging
 
 from transformers import set_seed
 
-from tcmp import TCMPForPreTraining
+from tcmp import TCMPForPreTraining, configure_threads
 from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
 from tcmp.data.streaming import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
@@ -81,6 +81,7 @@ def main(argv=None, callbacks=()) -> dict:
         (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_threads()  # PyTorch's thread count for a shared machine (tcmp.threads)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
