@@ -192,6 +192,19 @@ def test_the_main_job_continues_or_starts_over_but_never_mixes(tmp_path):
         run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
 
 
+def test_ctrl_c_in_the_main_job_before_a_checkpoint_says_what_resume_does(tmp_path, monkeypatch):
+    pretrain = run_pretrain.main
+    monkeypatch.setattr(run_pretrain, "main", lambda argv: pretrain(argv, callbacks=[InterruptAt(1)]))
+    advice = (r"^pretrain: stopped at step 1 of \d+; run the main job again with --resume: the stages done before are "
+              r"read back and pretrain starts over \(it had no checkpoint yet\)$")
+    with pytest.raises(TrainingInterrupted, match=advice):
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
+    with pytest.raises(PreflightError, match="holds an earlier main job \\(pretrain\\): continue it with --resume"):
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
+    with pytest.raises(TrainingInterrupted, match=advice):  # --resume runs pretrain again from its first step
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path), "--resume"])
+
+
 def test_a_mistyped_flag_gets_did_you_mean():
     with pytest.raises(ArgumentsError, match=r"^unknown flag --hiden_size: did you mean --hidden_size\?$"):
         parse_arguments((ModelArguments, FinetuningArguments), ["--hiden_size", "64"])
