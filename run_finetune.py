@@ -18,7 +18,7 @@ import numpy as np
 
 from transformers import set_seed
 
-from tcmp import TCMPForEmotionPreRecognition, configure_threads
+from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, configure_threads
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.metrics import class_weights
 from tcmp.preflight import preflight, run_as_script
@@ -82,6 +82,8 @@ def main(argv=None, callbacks=()) -> dict:
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
+        if trainer.is_world_process_zero():  # saved as a pipeline too: pipeline(model=folder, trust_remote_code=True)
+            EmotionPreRecognitionPipeline(model=trainer.model, processor=processor).save_pretrained(training_args.output_dir)
     table = None
     for split, prefix in final_evaluations(training_args, splits):
         output = evaluate_split(trainer, splits[split], prefix, majority_baseline(train_labels, metrics, prefix))

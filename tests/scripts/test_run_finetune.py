@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoProcessor, TrainerCallback
 
 import run_finetune
-from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
+from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.data import load_prerecognition_dataset
 from tcmp.metrics import class_weights
 from tcmp.training import (
@@ -23,6 +23,8 @@ from tcmp.training import (
     training_texts,
 )
 
+from ..conftest import random_dialogues
+from ..test_auto_and_hub import run_without_tcmp
 from .conftest import REPO, TINY_DEMO, tiny_flags
 
 
@@ -71,6 +73,36 @@ def test_finetune_writes_metrics_reports_and_a_loadable_checkpoint(finetuned):
         assert (checkpoint / "processor_config.json").is_file()
     card = (output_dir / "README.md").read_text()
     assert "test_wa" in card and "Per-class" in card
+
+
+def test_the_finetuned_folder_runs_as_a_pipeline_without_tcmp(finetuned, tmp_path):
+    """`pipeline(model=folder, trust_remote_code=True)`, task inferred, where `import tcmp` fails, predicts as the
+    installed tcmp's pipeline: the folder holds `custom_pipelines` and the pipeline's code."""
+    from transformers import pipeline
+
+    output_dir, _ = finetuned
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["custom_pipelines"]["emotion-pre-recognition"]["impl"] == "pipeline_tcmp.EmotionPreRecognitionPipeline"
+    assert (output_dir / "pipeline_tcmp.py").is_file()
+    dialogue = [{k: u[k] for k in ("text", "audio", "sampling_rate")} for u in random_dialogues(5, [4])[0]]
+    expected = pipeline(
+        "emotion-pre-recognition", model=str(output_dir), pipeline_class=EmotionPreRecognitionPipeline
+    )(dialogue)
+    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
+    script = f"""
+import sys
+sys.modules["tcmp"] = None
+import torch
+from transformers import pipeline
+case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
+classifier = pipeline(model={str(output_dir)!r}, trust_remote_code=True)
+assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+got = classifier(case["dialogue"])
+assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
+assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
+print("OK")
+"""
+    run_without_tcmp(script, tmp_path)
 
 
 def test_finetuning_starts_from_the_pretrained_weights(pretrained):
