@@ -11,7 +11,6 @@ random config. Class weights are counted on the training split only; dev WA sele
 (when the corpus has one) is scored once at the end.
 """
 
-import json
 import logging
 
 import numpy as np
@@ -33,6 +32,7 @@ from tcmp.training import (
     build_model_and_processor,
     check_splits,
     data_collator,
+    describe_dataset,
     describe_rule,
     evaluate_split,
     final_evaluations,
@@ -103,7 +103,7 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP emotion pre-recognition on " + data_args.dataset,
         FINETUNED,
         {
-            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}; labels: {', '.join(label_names)}.",
             "Reconstruction rule": describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
         },
         starting_point(model_args),

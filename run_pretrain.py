@@ -13,7 +13,6 @@ split is scored once at the end. With `--freeze_encoders --use_feature_cache` ev
 once and the windows train on the cached features.
 """
 
-import json
 import logging
 
 from transformers import set_seed
@@ -36,6 +35,7 @@ from tcmp.training import (
     check_selection_metric,
     check_splits,
     data_collator,
+    describe_dataset,
     evaluate_split,
     final_evaluations,
     finish_run,
@@ -122,7 +122,7 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP pre-trained on " + data_args.dataset,
         PRETRAINED,
         {
-            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: unlabelled dialogues, "
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}: unlabelled dialogues, "
             + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
             + ("; train streamed from its manifest shards" if data_args.streaming else ""),
             "Pre-training windows": "Reconstruction rule: none (pre-training reads whole unlabelled dialogues; the rule "

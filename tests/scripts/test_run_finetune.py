@@ -1,6 +1,8 @@
 """run_finetune.py end to end on a tiny config and corpus; model set-up, parameter groups, class weights, schedule."""
 
 import json
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from tcmp.training import (
     parse_arguments,
     training_texts,
 )
+from tcmp.presets import tiny_text_config
+from tcmp.training.reports import display_name, encoder_name
 
 from ..conftest import random_dialogues
 from ..test_auto_and_hub import run_without_tcmp
@@ -103,6 +107,38 @@ assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expect
 print("OK")
 """
     run_without_tcmp(script, tmp_path)
+
+
+def test_the_model_card_names_its_encoders_holds_no_local_path_and_its_snippet_runs(finetuned, pretrained, capsys):
+    output_dir, _ = finetuned
+    card = (output_dir / "README.md").read_text()
+    for local in (output_dir, pretrained[0], tempfile.gettempdir(), sys.prefix, REPO):
+        assert str(local) not in card
+    assert f"| starting point | TCMP checkpoint `{pretrained[0].name}` |" in card
+    assert "| encoders | text: random bert, 2 layers, width" in card and "audio: random hubert" in card
+    snippet = card.split("## How to use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "AutoModelForSequenceClassification" in snippet and "pipeline(" in snippet and "StreamingPreRecognizer" in snippet
+    exec(snippet.replace('"path/to/this/model"', repr(str(output_dir))), {})
+    printed = capsys.readouterr().out.splitlines()
+    labels = load_prerecognition_dataset("demo", **TINY_DEMO)["train"].features["label"].names
+    assert printed[-1] in labels and all(label in printed[0] for label in labels) and "score" in printed[1]
+
+
+def test_an_encoder_a_package_ships_is_named_from_its_metadata(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    (site / "gt_tiny_encoder" / "model").mkdir(parents=True)
+    (site / "gt_tiny_encoder-0.1.dist-info").mkdir()
+    (site / "gt_tiny_encoder-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: gt-tiny-encoder\nVersion: 0.1\n"
+        "Summary: A packaged version of the sentence-transformers/all-MiniLM-L6-v2 model for offline use.\n"
+    )
+    (site / "gt_tiny_encoder-0.1.dist-info" / "top_level.txt").write_text("gt_tiny_encoder\n")
+    monkeypatch.syspath_prepend(str(site))
+    text_config = tiny_text_config(50)
+    text_config._name_or_path = str(site / "gt_tiny_encoder" / "model")
+    assert encoder_name(text_config) == "sentence-transformers/all-MiniLM-L6-v2 (bert, 2 layers, width 32)"
+    assert display_name(str(tmp_path / "encoders" / "my-hubert")) == "my-hubert"
+    assert display_name("facebook/hubert-base-ls960") == "facebook/hubert-base-ls960"
 
 
 def test_finetuning_starts_from_the_pretrained_weights(pretrained):
