@@ -13,12 +13,11 @@ split is scored once at the end. With `--freeze_encoders --use_feature_cache` ev
 once and the windows train on the cached features.
 """
 
-import json
 import logging
 
 from transformers import set_seed
 
-from tcmp import TCMPForPreTraining
+from tcmp import TCMPForPreTraining, configure_threads
 from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
 from tcmp.data.streaming import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
@@ -37,6 +36,7 @@ from tcmp.training import (
     check_selection_metric,
     check_splits,
     data_collator,
+    describe_dataset,
     evaluate_split,
     final_evaluations,
     finish_run,
@@ -82,6 +82,7 @@ def main(argv=None, callbacks=()) -> dict:
         (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_threads()  # PyTorch's thread count for a shared machine (tcmp.threads)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
@@ -122,7 +123,7 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP pre-trained on " + data_args.dataset,
         PRETRAINED,
         {
-            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: unlabelled dialogues, "
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}: unlabelled dialogues, "
             + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
             + ("; train streamed from its manifest shards" if data_args.streaming else ""),
             "Pre-training windows": "Reconstruction rule: none (pre-training reads whole unlabelled dialogues; the rule "

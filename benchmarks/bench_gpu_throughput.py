@@ -173,7 +173,9 @@ def profile_one_step(model, batch, bf16, device, rows: int):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--sizes", default="benchmark,base")
     parser.add_argument("--windows", type=int, default=8, help="11-utterance windows in ours' step")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per setting")

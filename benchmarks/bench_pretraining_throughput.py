@@ -145,7 +145,9 @@ def spread(values) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each times every mode once)")
     parser.add_argument("--windows_per_step", type=int, default=4, help="windows in ours' step")
     parser.add_argument("--reference_windows", type=int, default=1, help="windows the original/reference time a round")

@@ -45,7 +45,9 @@ def write_corpus(folder: str, dialogues: int, shards: int) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--dialogues", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--shuffle_buffer", type=int, default=1000)

@@ -45,7 +45,14 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message names the newest complete checkpoint and how to continue from it."""
+    """
+    Ctrl-C during training; the message names the newest complete checkpoint and how to continue from it.
+    `stopped` says where training stopped ("stopped at step 3 of 8"), for a caller that words its own advice.
+    """
+
+    def __init__(self, message: str, stopped: str = ""):
+        super().__init__(message)
+        self.stopped = stopped
 
 
 SCRIPT_ERRORS = (ArgumentsError, PreflightError, DataError, CheckpointError, TrainingDiverged)

@@ -3,6 +3,13 @@
 import os
 
 import numpy as np
+
+# scipy (resampling) and soundfile (audio files) are imported by `audio_utils` where first needed. They are imported
+# here too because Transformers checks the imports of the module it loads from a folder (`trust_remote_code=True`),
+# not those of the modules it imports: a folder loaded where they are missing stops with Transformers' message "This
+# modeling file requires the following packages that were not found in your environment: scipy, soundfile".
+import scipy  # noqa: F401
+import soundfile  # noqa: F401
 import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
@@ -10,7 +17,6 @@ from transformers.processing_utils import ProcessorMixin
 from .audio_utils import check_sampling_rate, decode_file, decode_samples
 from .checkpoints import saved_file_errors
 from .errors import TCMPInputError
-
 
 MIN_AUDIO_SAMPLES = 400
 """Audio shorter than this (one 25 ms frame of the usual speech encoders at 16 kHz) is zero-padded to it."""

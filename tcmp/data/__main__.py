@@ -42,9 +42,9 @@ def rule_from(args, parser):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tcmp.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build a dataset and save it with save_to_disk")
+    build = commands.add_parser("build", help="build a dataset and save it with save_to_disk", allow_abbrev=False)
     build.add_argument("kind", choices=["demo", "pmeld", "piem", "pdd", "umd", "release"])
     build.add_argument("inputs", nargs="*", help="the corpus: CSV folder, IEMOCAP root, manifest(s), release file")
     build.add_argument("--output", required=True)
@@ -63,13 +63,15 @@ def main(argv=None):
     build.add_argument("--require-speaker-change", dest="speaker_change", action=argparse.BooleanOptionalAction)
     build.add_argument("--kind-of-release", dest="release_kind", choices=["pmeld", "piem", "umd"])
     build.add_argument("--allow-pickle", action="store_true", help="read joblib/pickle files (trusted files only)")
-    stats = commands.add_parser("stats", help="print Table-1 statistics (NU, ADL, AWL, classes)")
+    stats = commands.add_parser("stats", help="print Table-1 statistics (NU, ADL, AWL, classes)", allow_abbrev=False)
     stats.add_argument("source")
     stats.add_argument("--paper", choices=["pmeld", "piem", "none"], help="which paper row to show (default: detected)")
     stats.add_argument("--cache-dir")
     stats.add_argument("--allow-pickle", action="store_true")
     stats.add_argument("--options", help="builder options as a JSON object")
-    overlap = commands.add_parser("overlap", help="count the utterances a pre-training corpus shares with evaluation data")
+    overlap = commands.add_parser(
+        "overlap", help="count the utterances a pre-training corpus shares with evaluation data", allow_abbrev=False
+    )
     overlap.add_argument("pretraining", help="pre-training source: manifest(s) folder, .jsonl, MELD or DailyDialog folder")
     overlap.add_argument("evaluation", help="evaluation source: its validation and test dialogues are compared")
     overlap.add_argument("--cache-dir")

@@ -1,6 +1,6 @@
 """
 Lazy audio decoding (`tcmp.audio_utils`: soundfile + scipy, no torchcodec/FFmpeg libraries needed), and media → wav
-extraction with the `ffmpeg` command-line tool.
+extraction with the `ffmpeg` command-line tool (the one on PATH, else the binary the `imageio-ffmpeg` wheel ships).
 
 Datasets store audio as file paths plus optional start/end seconds; `load_audio` decodes at collate time.
 """
@@ -43,18 +43,31 @@ def load_audio(
     return decode_file(path, sampling_rate, start=start, end=end, max_samples=max_samples)[0]
 
 
+def ffmpeg_executable(media_path: str) -> str:
+    """
+    The `ffmpeg` program: the one on PATH, else the binary of the `imageio-ffmpeg` wheel (`pip install
+    imageio-ffmpeg`, in the `[test]` extra). Neither: an `AudioLoadError` naming `media_path` and what to install.
+    """
+    found = shutil.which("ffmpeg")
+    if found is not None:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise AudioLoadError(
+            f"cannot extract audio from {media_path!r}: no `ffmpeg` program (install the wheel that ships one, "
+            "`pip install imageio-ffmpeg`, or FFmpeg itself, or pass pre-extracted 16 kHz wavs named like the clips)"
+        ) from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 def extract_audio(media_path: str, wav_path: str, sampling_rate: int = 16000) -> str:
     """
     Extract the audio track of `media_path` (e.g. a MELD `.mp4` clip) into a mono `sampling_rate` 16-bit wav at
-    `wav_path` with the `ffmpeg` command-line tool. The wav appears atomically (written to a temporary file, then
-    renamed), so an interrupted extraction never leaves a truncated wav. Returns `wav_path`.
+    `wav_path` with the `ffmpeg` program (`ffmpeg_executable`). The wav appears atomically (written to a temporary
+    file, then renamed), so an interrupted extraction never leaves a truncated wav. Returns `wav_path`.
     """
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioLoadError(
-            f"cannot extract audio from {media_path!r}: the `ffmpeg` program is not installed (install FFmpeg, e.g. "
-            "`apt-get install ffmpeg`, or pass pre-extracted 16 kHz wavs named like the clips)"
-        )
+    ffmpeg = ffmpeg_executable(media_path)
     if not os.path.isfile(media_path):
         raise AudioLoadError(f"media file {media_path!r}: missing (no such file)")
     folder = os.path.dirname(os.path.abspath(wav_path))

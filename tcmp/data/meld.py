@@ -60,10 +60,15 @@ def decode_csv(path: str, report: SplitReport | None = None) -> str:
 
 
 def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, list[dict]]:
-    """Dialogue id → its rows sorted by utterance id; each row with `line` (CSV line number, for messages)."""
+    """
+    Dialogue id → its rows sorted by utterance id; each row with `line` (CSV line number, for messages). An empty
+    file, or one with a header and no rows (its split would be empty), is a `DataError` naming it.
+    """
     label_column = LABEL_COLUMN[label_type]
     names = LABELS[label_type]
     text = decode_csv(path, report)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (a MELD CSV starts with its header: {', '.join(REQUIRED_COLUMNS)}, ...)")
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one utterance may be the whole file
     reader = csv.DictReader(io.StringIO(text, newline=""))  # "\r", "\n" and "\r\n" all end a row
     rows = _csv_rows(reader, path)
@@ -97,6 +102,9 @@ def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, 
                 f"{where}: duplicate utterance id dia{dialogue}_utt{utterance} (first at line {turns[utterance]['line']})"
             )
         turns[utterance] = {"text": row["Utterance"], "speaker": row["Speaker"].strip(), "label": label, "line": line}
+    if not dialogues:
+        split = {name: split for split, name in CSV_FILES.items()}.get(os.path.basename(path), "its")
+        raise DataError(f"{path}: a header and no rows: the {split} split would be empty (0 utterances)")
     return {d: [dict(turns[u], number=u) for u in sorted(turns)] for d, turns in sorted(dialogues.items())}
 
 

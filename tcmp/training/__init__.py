@@ -17,7 +17,15 @@ from .arguments import (
     parse_arguments,
 )
 from .metrics import PreRecognitionMetrics, RetrievalMetrics, majority_baseline
-from .reports import FINETUNED, PRETRAINED, describe_rule, model_card, write_prerecognition_report
+from .reports import (
+    FINETUNED,
+    PRETRAINED,
+    describe_dataset,
+    describe_rule,
+    display_name,
+    model_card,
+    write_prerecognition_report,
+)
 from .setup import (
     CachedFeatureWindows,
     build_model_and_processor,
@@ -46,7 +54,7 @@ from .trainer import (
 __all__ = [
     "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "FinetuningDataArguments", "ModelArguments", "PretrainingArguments",
     "PretrainingDataArguments", "TCMPTrainingArguments", "check_selection_metric", "parse_arguments",
-    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "FINETUNED", "PRETRAINED", "describe_rule", "model_card",
+    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "FINETUNED", "PRETRAINED", "describe_dataset", "describe_rule", "display_name", "model_card",
     "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "check_checkpoint_flags",
     "check_splits", "data_collator", "loading", "starting_point",
     "training_texts", "DiskSpaceCallback", "FrozenWeightsCallback", "SetEpochCallback", "TCMPPreTrainer", "TCMPTrainer", "evaluate_split",

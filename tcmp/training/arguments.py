@@ -339,11 +339,14 @@ def check_selection_metric(args: TrainingArguments, streams) -> None:
 
 
 def check_flag_names(parser: HfArgumentParser, argv: list[str]) -> None:
-    """An unknown `--flag` is an `ArgumentsError` naming it and the closest known flags (difflib)."""
+    """
+    An unknown `--flag` is an `ArgumentsError` naming it and the closest known flags (difflib); a prefix of a flag
+    is unknown too (abbreviations are off: `--num_train_epoch` is not taken for `--num_train_epochs`).
+    """
     known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
     for word in argv:
         flag = word.split("=", 1)[0]
-        if not flag.startswith("--") or flag in known or any(k.startswith(flag) for k in known):
+        if not flag.startswith("--") or flag in known:
             continue
         spelled = [k for k in known if "-" not in k[2:]]  # each flag once, as the help spells it (not --flag-name)
         close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), spelled, n=3, cutoff=0.6)
@@ -362,7 +365,7 @@ def parse_arguments(dataclass_types, argv=None) -> tuple:
     the command line (`--model_name_or_path`, `--text_encoder`, ...) replaces the file's. A value the argument
     classes refuse (ours or `TrainingArguments'`) is an `ArgumentsError` with their message.
     """
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     arguments_file = argv[0] if argv and argv[0].endswith((".json", ".yaml", ".yml")) else None
     flags = argv[1:] if arguments_file else argv

@@ -13,6 +13,7 @@ from ..collator import TCMPDataCollator
 from ..errors import ArgumentsError, CheckpointError, DataError
 from ..presets import make_processor, tiny_config, word_tokenizer
 from .arguments import ModelArguments
+from .reports import display_name
 
 
 logger = logging.getLogger(__name__)
@@ -176,10 +177,10 @@ def check_splits(splits: dict, args, source: str) -> None:
 
 
 def starting_point(model_args: ModelArguments) -> str:
-    """Where a run's model started, in words (for its model card)."""
+    """Where a run's model started, in words (for its model card: folders by name, not by path)."""
     if model_args.model_name_or_path:
-        return f"TCMP checkpoint `{model_args.model_name_or_path}`"
-    encoders = [f"{kind} encoder `{folder}`" for kind, folder in
+        return f"TCMP checkpoint `{display_name(model_args.model_name_or_path)}`"
+    encoders = [f"{kind} encoder `{display_name(folder)}`" for kind, folder in
                 (("text", model_args.text_encoder), ("audio", model_args.audio_encoder)) if folder]
     if encoders:
         return " and ".join(encoders) + "; the other TCMP layers from random initialisation (from scratch)"

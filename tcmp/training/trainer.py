@@ -79,16 +79,20 @@ class TCMPTrainer(Trainer):
             with self.frozen_weights.left_out_of_checkpoints(resume_from_checkpoint):
                 return super().train(resume_from_checkpoint, *args, **kwargs)
         except KeyboardInterrupt:
-            raise TrainingInterrupted(self.how_to_continue()) from None
+            raise TrainingInterrupted(self.how_to_continue(), stopped=self.where_stopped()) from None
         except Exception as error:
             disk_error = self.disk_space.failed_save(self.args, error)
             if disk_error is None:
                 raise
             raise disk_error from error
 
+    def where_stopped(self) -> str:
+        """The step training stopped at, in words."""
+        return f"stopped at step {self.state.global_step} of {self.state.max_steps}"
+
     def how_to_continue(self) -> str:
         """Where an interrupted run stopped and how to continue it (its newest complete checkpoint)."""
-        stopped = f"stopped at step {self.state.global_step} of {self.state.max_steps}"
+        stopped = self.where_stopped()
         try:
             last = resume_checkpoint(self.args.output_dir, "last", trainer_files(self.args))
         except PreflightError:
