@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --dataset ../shared/data/dailydialog --ablation --parallel 2 --output_dir OUT
     python benchmarks/accuracy.py --dataset ../shared/data/meld --baselines_only     # the baselines alone
     python benchmarks/accuracy.py --dataset ../shared/data/meld --pretrain_dataset ../shared/data/meld  # MELD's own dialogues
+    python benchmarks/accuracy.py --dataset ../shared/data/meld --compare OUT1/tcmp OUT2/tcmp  # two earlier runs' difference
 
 Data: `--dataset` as `run_finetune.py` reads it (`tcmp.data.load_prerecognition_dataset`: a MELD CSV folder gives
 P-MELD, sentiment; a DailyDialog folder P-DD, emotion; the default rule, text only); every split present is scored
@@ -355,6 +356,47 @@ def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, start:
     return TCMPRun(seed, results, predictions, shlex.join(command), seconds)
 
 
+def saved_runs(folder: str) -> list[TCMPRun]:
+    """The runs an earlier benchmark left in `folder` (`seed<N>/`, each with its predictions), by seed."""
+    runs = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not (name.startswith("seed") and os.path.isdir(path)):
+            continue
+        predictions = {}
+        for split, prefix in PREFIXES.items():
+            if os.path.isfile(os.path.join(path, f"{prefix}_predictions.jsonl")):
+                with open(os.path.join(path, f"{prefix}_predictions.jsonl"), encoding="utf-8") as handle:
+                    predictions[split] = {row["sample_id"]: row["probabilities"] for row in map(json.loads, handle)}
+        with open(os.path.join(path, "all_results.json")) as handle:
+            runs.append(TCMPRun(int(name.removeprefix("seed")), json.load(handle), predictions, "", 0.0))
+    return runs
+
+
+def compare(dataset: str, first: str, second: str) -> dict:
+    """
+    Paired bootstrap of (mean over `first`'s seeds − mean over `second`'s) on every evaluated split, for two sets of
+    runs an earlier benchmark left (`<output_dir>/<variant>` folders), on the samples of `dataset`.
+    """
+    samples = load_prerecognition_dataset(dataset)
+    label_names = samples["train"].features["label"].names
+    sides = [saved_runs(first), saved_runs(second)]
+    result = {}
+    for split in (name for name in ("validation", "test") if name in samples and all(split_in(r, name) for r in sides)):
+        labels = np.asarray(samples[split]["label"])
+        a, b = ([run_probabilities(run, split, samples[split]).argmax(-1) for run in runs] for runs in sides)
+        result[split] = paired_bootstrap(a, b, labels, label_names)
+        means = [{m: np.mean([scores(p, labels, label_names)[m] for p in side]) for m in metric_names(label_names)}
+                 for side in (a, b)]
+        print(f"{split}: {first} ({len(a)} seeds) − {second} ({len(b)} seeds): " + ", ".join(
+            f"{m.upper()} {means[0][m] - means[1][m]:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in result[split].items()))
+    return result
+
+
+def split_in(runs: list[TCMPRun], split: str) -> bool:
+    return bool(runs) and all(split in run.predictions for run in runs)
+
+
 def run_probabilities(run: TCMPRun, split_name: str, split) -> np.ndarray:
     """(samples, classes) probabilities of a run on one split, in the split's sample order."""
     names = split.features["label"].names
@@ -396,6 +438,36 @@ def mean_std(values) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
+def train_variants(args, recipe: str, seeds: list[int]) -> tuple[dict, list, dict, list[str]]:
+    """
+    The pre-training (once, unless `--pretrained` or `--no_pretraining`) and every variant's seeds, `--parallel` at a
+    time: (pre-training summary, [(key, title, starting point flags)], key → runs, the extra fine-tuning flags).
+    """
+    threads = max(1, usable_cpus() // args.parallel)
+    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
+    variants, pretraining = [], {}
+    if seeds:
+        pretrained, pretrain_seconds = args.pretrained, 0.0
+        if not args.no_pretraining and pretrained is None:
+            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
+        if pretrained:
+            pretraining = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
+                           **_retrieval_figures(pretrained)}
+            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
+        if args.no_pretraining or args.ablation:
+            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
+                             starting_point_flags(None, pretrain_recipe)))
+    extra = shlex.split(args.finetune_args)
+    runs_of = {}
+    for key, _, start in variants:
+        folder = os.path.join(args.output_dir, key)
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            runs_of[key] = list(pool.map(
+                lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start, extra, threads),
+                seeds))
+    return pretraining, variants, runs_of, extra
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="a labelled source, as run_finetune.py's --dataset")
@@ -414,6 +486,8 @@ def main(argv=None):
                         help="also the same seeds without pre-training, with the paired bootstrap of the difference")
     parser.add_argument("--finetune_args", default="", help="run_finetune.py flags added after the recipe's")
     parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
+    parser.add_argument("--compare", nargs=2, metavar=("RUNS", "OTHER_RUNS"),
+                        help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> folders)")
     parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
     parser.add_argument("--encoder", default=minilm_path(), help="sentence encoder of the probe (default: MiniLM)")
     parser.add_argument(
@@ -421,6 +495,8 @@ def main(argv=None):
         help="seeds run at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
     )
     args = parser.parse_args(argv)
+    if args.compare:
+        return compare(args.dataset, *args.compare)
     started = time.perf_counter()
     kind = detect_source(args.dataset)
     seeds = [] if args.baselines_only else args.seeds
@@ -451,6 +527,10 @@ def main(argv=None):
     add("majority", f"majority class ({label_names[majority]})",
         {s: scores(np.full(len(data), majority), data["label"], label_names) for s, data in evaluated.items()})
 
+    trainer = ThreadPoolExecutor(1)  # TCMP (pre-training, then every seed) trains while the baselines compute
+    background = trainer.submit(train_variants, args, recipe, seeds)
+    trainer.shutdown(wait=False)
+
     clock = time.perf_counter()
     utterances = labelled_utterances(args.dataset, kind, build.info.get("label_type"), label_names)
     texts = [t for split in samples.values() for context in split["text"] for t in context]
@@ -477,27 +557,12 @@ def main(argv=None):
         c, ceiling, _ = fit_probe(with_truth, samples, label_names)
         add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
 
-    threads = max(1, usable_cpus() // args.parallel)
-    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
-    variants = []  # (summary key, title, starting point flags)
-    if seeds:
-        pretrained, pretrain_seconds = args.pretrained, 0.0
-        if not args.no_pretraining and pretrained is None:
-            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
-        if pretrained:
-            summary["pretraining"] = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
-                                      **_retrieval_figures(pretrained)}
-            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
-        if args.no_pretraining or args.ablation:
-            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
-                             starting_point_flags(None, pretrain_recipe)))
-    extra = shlex.split(args.finetune_args)
+    pretraining, variants, runs_of, extra = background.result()
+    if pretraining:
+        summary["pretraining"] = pretraining
     predictions_of = {}
     for key, title, start in variants:
-        folder = os.path.join(args.output_dir, key)
-        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-            runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start,
-                                                         extra, threads), seeds))
+        runs = runs_of[key]
         probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
         predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
         per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)

@@ -107,3 +107,25 @@ def test_paired_bootstrap_of_two_seed_lists_is_the_difference_of_their_means():
     assert all(low == high == 0.0 for low, high in same.values())
     better = accuracy.paired_bootstrap([right, right], [wrong, right], labels, NAMES, draws=50)
     assert better["wa"][0] > 0.2 and better["wa"][1] <= 0.5 + 1e-9  # mean WA 1.0 against (0 + 1) / 2
+
+
+def test_compare_reads_two_earlier_variants_runs_and_bootstraps_their_difference(tmp_path):
+    from tcmp.data import load_prerecognition_dataset
+
+    release = write_release(tmp_path / "dd")
+    validation = load_prerecognition_dataset(str(release), cache_dir=str(tmp_path / "c"))["validation"]
+    names = validation.features["label"].names
+
+    def write_runs(folder, right: bool):
+        for seed in (0, 1):
+            run = folder / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "all_results.json").write_text("{}")
+            rows = [{"sample_id": sid, "probabilities": {n: float((n == names[label]) == right) for n in names}}
+                    for sid, label in zip(validation["sample_id"], validation["label"])]
+            (run / "eval_predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    write_runs(tmp_path / "good", right=True)
+    write_runs(tmp_path / "bad", right=False)
+    result = accuracy.compare(str(release), str(tmp_path / "good"), str(tmp_path / "bad"))
+    assert result["validation"]["wa"] == [1.0, 1.0]  # every sample right against every sample wrong
