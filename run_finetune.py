@@ -20,15 +20,13 @@ from transformers import set_seed
 
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
-from tcmp.metrics import class_weights
+from tcmp.metrics import PreRecognitionMetrics, class_weights, majority_baseline
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
     FINETUNED,
-    DataArguments,
     FinetuningArguments,
     FinetuningDataArguments,
     ModelArguments,
-    PreRecognitionMetrics,
     TCMPTrainer,
     build_model_and_processor,
     check_splits,
@@ -37,7 +35,6 @@ from tcmp.training import (
     evaluate_split,
     final_evaluations,
     finish_run,
-    majority_baseline,
     parse_arguments,
     starting_point,
     train_and_save,

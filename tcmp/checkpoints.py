@@ -1,8 +1,11 @@
-"""Saved-model files: SHA-256 checksums of the weights, and the rule that tells a folder path from a Hub id."""
+"""Saved-model files: SHA-256 checksums of the weights (files and tensors), and the rule that tells a folder path
+from a Hub id."""
 
 import hashlib
 import json
 import os
+
+import torch
 
 from .errors import CheckpointError
 
@@ -32,6 +35,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def update_with_tensors(digest, tensors: dict[str, torch.Tensor]):
+    """Feed `digest` (a `hashlib` object) every tensor of `tensors`, sorted by name: its name, dtype and bytes."""
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest
+
+
 def write_checksums(folder: str):
     """Record the SHA-256 of every weights file of a saved model, so that a damaged copy is refused at load time."""
     names = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
@@ -55,4 +67,7 @@ def verify_checksums(folder: str):
             raise CheckpointError(f"{weights} is corrupted or truncated: its SHA-256 differs from the saved one")
 
 
-__all__ = ["CHECKSUM_FILE", "PARTIAL_CHECKPOINT_FILE", "could_be_hub_id", "require_folder_or_hub_id", "write_checksums", "verify_checksums"]
+__all__ = [
+    "CHECKSUM_FILE", "PARTIAL_CHECKPOINT_FILE", "could_be_hub_id", "require_folder_or_hub_id", "update_with_tensors",
+    "write_checksums", "verify_checksums",
+]

@@ -4,7 +4,7 @@ demo corpus, lazy pre-training windows, audio decoding, and Table-1 statistics. 
 """
 
 from ..errors import AudioLoadError, DataError, MissingFileError, PickleRefusedError
-from .audio import extract_audio, load_audio
+from ..audio_utils import extract_audio, load_audio
 from .common import BuildReport, SplitReport
 from .demo import build_demo
 from .dialogue_targets import prerecognition_dialogues

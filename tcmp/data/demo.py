@@ -22,8 +22,9 @@ import tempfile
 
 import numpy as np
 
-from .common import SplitReport, cached_split, dialogue_features, finish, prerecognition_features
+from .common import SplitReport, cached_split, finish
 from .rule import ReconstructionRule, make_samples
+from .schema import UTTERANCE_COLUMNS, dialogue_features, prerecognition_features
 
 LABELS = ("negative", "neutral", "positive")
 SAMPLING_RATE = 16000
@@ -200,8 +201,7 @@ def _generate_demo(spec: str, report: SplitReport):
     for dialogue_id, utterances in _dialogues(options):
         if options["part"] == "pretraining":
             row = {"dialogue_id": dialogue_id}
-            row.update({key: [u[key] for u in utterances] for key in
-                        ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")})
+            row.update({key: [u[key] for u in utterances] for key in UTTERANCE_COLUMNS})
             yield row
             continue
         samples, skips = make_samples(utterances, rule, dialogue_id, require_audio=True)

@@ -6,9 +6,8 @@ import os
 import numpy as np
 import torch
 
-from ..metrics import format_per_class_table, plot_confusion_matrix
+from ..metrics import PreRecognitionMetrics, format_per_class_table, plot_confusion_matrix
 from .arguments import TCMPTrainingArguments
-from .metrics import PreRecognitionMetrics
 
 
 def write_prerecognition_report(

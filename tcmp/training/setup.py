@@ -4,7 +4,6 @@ import contextlib
 import logging
 import os
 
-import torch
 from datasets import DatasetDict
 from transformers import AutoConfig, AutoProcessor, AutoTokenizer
 
@@ -199,25 +198,3 @@ def data_collator(model_args: ModelArguments, splits: dict, model, processor):
     cached, collator = cached_feature_dataset(DatasetDict(splits), model, processor, cache_dir=model_args.feature_cache_dir)
     return dict(cached), collator
 
-
-class CachedFeatureWindows(torch.utils.data.Dataset):
-    """
-    `PretrainingWindows` over feature-cached dialogues: each window's `feature_index` (one entry per utterance of the
-    whole dialogue in the cache) is cut to the window's utterances, like the text and audio columns.
-    """
-
-    def __init__(self, windows):
-        self.windows = windows
-
-    def set_epoch(self, epoch: int):
-        self.windows.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.windows[i]
-        if len(item["feature_index"]) != len(item["text"]):
-            start = item["window_start"]
-            item["feature_index"] = item["feature_index"][start : start + len(item["text"])]
-        return item
