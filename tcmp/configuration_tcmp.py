@@ -1,5 +1,6 @@
 """TCMP model configuration."""
 
+import re
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
@@ -121,6 +122,14 @@ class TCMPConfig(PreTrainedConfig):
                     f"text_config={'set' if self.has_text else 'None'} and "
                     f"audio_config={'set' if self.has_audio else 'None'}"
                 )
+
+    @classmethod
+    def field_doc(cls, name: str) -> str:
+        """The description of field `name` in this class's docstring, on one line (the help of the flag that sets it)."""
+        entry = re.search(rf"^    {name} \(.*\):\n((?:        .*\n)+)", cls.__doc__, re.MULTILINE)
+        if entry is None:
+            raise KeyError(f"TCMPConfig's docstring does not describe {name!r}")
+        return " ".join(line.strip() for line in entry.group(1).splitlines())
 
     @property
     def has_text(self) -> bool:

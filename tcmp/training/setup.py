@@ -11,7 +11,7 @@ from ..checkpoints import PARTIAL_CHECKPOINT_FILE
 from ..collator import TCMPDataCollator
 from ..errors import ArgumentsError, CheckpointError, DataError
 from ..presets import make_processor, tiny_config, word_tokenizer
-from .arguments import ModelArguments
+from .arguments import SHAPE_FLAGS, ModelArguments
 
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,9 @@ def check_checkpoint_flags(model_args: ModelArguments, config, processor) -> Non
     Flags that shape a new model or processor cannot change a loaded checkpoint: one that asks for another value
     than the checkpoint's is an `ArgumentsError` (rather than silently ignored).
     """
-    fixed = {
-        "hidden_size": (model_args.hidden_size, config.hidden_size, "width d"),
-        "max_text_length": (model_args.max_text_length, processor.max_text_length, "processor's text length"),
-        "max_audio_length": (model_args.max_audio_length, processor.max_audio_length, "processor's audio length"),
-    }
-    for flag, (asked, kept, what) in fixed.items():
+    shaped = {"config": config, "processor": processor}
+    for flag, (owner, what) in SHAPE_FLAGS.items():
+        asked, kept = getattr(model_args, flag), getattr(shaped[owner], flag)
         if asked is not None and asked != kept:
             raise ArgumentsError(
                 f"--{flag} {asked} cannot apply to --model_name_or_path {model_args.model_name_or_path}, whose "
@@ -104,11 +101,9 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
     """
     model, processor = _build(model_args, model_class, train_texts, config_kwargs)
     frozen = model.config.freeze_encoders
-    if model_args.use_feature_cache and not frozen:
-        raise ArgumentsError(
-            f"--use_feature_cache needs --freeze_encoders: --model_name_or_path {model_args.model_name_or_path} was "
-            "trained with trainable encoders"
-        )
+    model_args.check_feature_cache(
+        frozen, f"--model_name_or_path {model_args.model_name_or_path} was trained with trainable encoders"
+    )
     if model_args.use_feature_cache is None:
         model_args.use_feature_cache = frozen
         if frozen:
@@ -127,8 +122,7 @@ def _build(model_args: ModelArguments, model_class, train_texts, config_kwargs):
                 model, load_info = model_class.from_pretrained(path, output_loading_info=True, **overrides)
                 info.append(load_info)
         return model, processor
-    if model_args.hidden_size is not None:
-        overrides["hidden_size"] = model_args.hidden_size
+    overrides.update(model_args.shaping("config"))
     if model_args.text_encoder or model_args.audio_encoder:
         encoders = (("text_encoder", model_args.text_encoder), ("audio_encoder", model_args.audio_encoder))
         with loading(" / ".join(f"--{flag} {folder}" for flag, folder in encoders if folder)):
@@ -142,8 +136,7 @@ def _build(model_args: ModelArguments, model_class, train_texts, config_kwargs):
         tokenizer = word_tokenizer(train_texts)
         with loading("a tiny random model"):
             model = model_class(tiny_config(len(tokenizer), audio=not model_args.text_only, **overrides))
-    lengths = {"max_text_length": model_args.max_text_length, "max_audio_length": model_args.max_audio_length}
-    processor = make_processor(tokenizer, **{name: value for name, value in lengths.items() if value is not None})
+    processor = make_processor(tokenizer, **model_args.shaping("processor"))
     return model, processor
 
 
