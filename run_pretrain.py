@@ -20,7 +20,7 @@ from transformers import set_seed
 
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
-from tcmp.data.streaming import stream_pretraining_windows, stream_texts
+from tcmp.data.iterable_windows import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
 from tcmp.feature_cache import CachedFeatureWindows
 from tcmp.metrics import RetrievalMetrics

@@ -10,6 +10,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 MODALITIES = ("all", "text", "audio", "text2audio", "fused")
 STREAMS = ("text", "audio", "fused")
+"""The modality streams of the model (not streaming inference, `tcmp.streaming`, nor iterable datasets)."""
 TEXT_POOLINGS = ("max_mean", "normalized_mean")
 
 
@@ -22,7 +23,7 @@ def check_encoder_chunk_size(chunk_size) -> None:
 @strict
 class TCMPConfig(PreTrainedConfig):
     r"""
-    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three dialogue
+    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three modality
     streams (text, audio, fused), a causal dialogue context and a forthcoming-utterance predictor per stream.
 
     text_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -42,7 +43,7 @@ class TCMPConfig(PreTrainedConfig):
     attention_window (`int`, *optional*, defaults to 8):
         The predictor attends over at most this many of the latest memory states h_j (j ≤ t-3). 8 is all that the
         paper's 11-utterance windows and 10-utterance contexts ever reach, so it changes nothing there; it bounds the
-        state a streaming predictor keeps. `None` attends over the whole history.
+        state streaming inference (`StreamingPreRecognizer`) keeps. `None` attends over the whole history.
     no_context (`bool`, defaults to `False`):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     freeze_encoders (`bool`, defaults to `False`):
@@ -146,7 +147,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def available_streams(self) -> tuple[str, ...]:
-        """Streams the encoders can produce: the fused one needs both modalities."""
+        """Modality streams the encoders can produce: the fused one needs both modalities."""
         streams = []
         if self.has_text:
             streams.append("text")
@@ -158,7 +159,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def active_streams(self) -> tuple[str, ...]:
-        """Streams whose prediction loss is trained and whose vectors reach the classifier."""
+        """Modality streams whose prediction loss is trained and whose vectors reach the classifier."""
         if self.modality == "all":
             return self.available_streams
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]

@@ -154,7 +154,7 @@ class PreRecognitionMetrics:
 
 
 class RetrievalMetrics:
-    """`compute_metrics` for pre-training: R1@5, R2@5, R1@11, R2@11 per stream over seeded candidate sets."""
+    """`compute_metrics` for pre-training: R1@5, R2@5, R1@11, R2@11 per modality stream over seeded candidate sets."""
 
     def __init__(self, streams, num_negatives: int = 10, seed: int = 0):
         self.streams = list(streams)

@@ -199,9 +199,10 @@ class PretrainingDataArguments(DataArguments):
     streaming: bool = field(
         default=False,
         metadata={
-            "help": "Stream the training windows from --dataset (a JSON Lines manifest, a folder of *.jsonl shards or "
-            "a glob) without materialising it; needs --max_steps. --dataset_options may name 'validation' and "
-            "'test' manifests and a 'shuffle_buffer' (windows; default 1000)."
+            "help": "Read the training windows lazily, as an iterable dataset (tcmp.data.iterable_windows), from "
+            "--dataset (a JSON Lines manifest, a folder of *.jsonl shards or a glob) without materialising it; needs "
+            "--max_steps. --dataset_options may name 'validation' and 'test' manifests and a 'shuffle_buffer' "
+            "(windows; default 1000)."
         },
     )
 
