@@ -8,6 +8,7 @@ from transformers import HfArgumentParser
 
 from tcmp import TCMPConfig, TCMPForEmotionPreRecognition
 from tcmp.errors import ArgumentsError
+from tcmp.presets import make_processor, tiny_config, word_tokenizer
 from tcmp.training import FINETUNED, FinetuningArguments, ModelArguments, build_model_and_processor, model_card
 from tcmp.training.arguments import CONFIG_FLAGS, SHAPE_FLAGS, model_settings, parse_arguments
 
@@ -48,3 +49,13 @@ def test_the_flags_given_reach_the_model_and_every_config_flag_reaches_the_card(
 def test_a_flag_spelling_the_config_cannot_take_fails_at_parse_time():
     with pytest.raises(ArgumentsError, match="--encoder_chunk_size must be 'auto' or a whole number, got 'two'"):
         ModelArguments(encoder_chunk_size="two")
+
+
+def test_the_feature_cache_rule_applies_once_a_checkpoints_own_encoders_are_known(tmp_path):
+    tokenizer = word_tokenizer(["a b c"])
+    TCMPForEmotionPreRecognition(tiny_config(len(tokenizer), num_labels=2, audio=False)).save_pretrained(tmp_path)
+    make_processor(tokenizer).save_pretrained(tmp_path)
+    model_args = parse_arguments((ModelArguments,), ["--model_name_or_path", str(tmp_path), "--use_feature_cache"])[0]
+    with pytest.raises(ArgumentsError, match=f"--use_feature_cache needs --freeze_encoders: --model_name_or_path "
+                                             f"{tmp_path} was trained with trainable encoders"):
+        build_model_and_processor(model_args, TCMPForEmotionPreRecognition, ["a b c"], num_labels=2)
