@@ -24,7 +24,7 @@ import numpy as np
 
 from .common import SplitReport, cached_split, finish
 from .rule import ReconstructionRule, make_samples
-from .schema import UTTERANCE_COLUMNS, dialogue_features, prerecognition_features
+from .schema import dialogue_features, prerecognition_features, utterance_columns
 
 LABELS = ("negative", "neutral", "positive")
 SAMPLING_RATE = 16000
@@ -200,9 +200,7 @@ def _generate_demo(spec: str, report: SplitReport):
     rule = ReconstructionRule(**options["rule"])
     for dialogue_id, utterances in _dialogues(options):
         if options["part"] == "pretraining":
-            row = {"dialogue_id": dialogue_id}
-            row.update({key: [u[key] for u in utterances] for key in UTTERANCE_COLUMNS})
-            yield row
+            yield {"dialogue_id": dialogue_id, **utterance_columns(utterances)}
             continue
         samples, skips = make_samples(utterances, rule, dialogue_id, require_audio=True)
         for reason, where in skips:

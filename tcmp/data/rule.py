@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass
 
 from ..errors import DataError
-from .schema import UTTERANCE_COLUMNS
+from .schema import utterance_columns
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def make_samples(utterances: list[dict], rule: ReconstructionRule, dialogue_id: 
             if missing:
                 skips.append(("context utterance has no usable audio clip", f"{where} (missing: {', '.join(missing)})"))
                 continue
-        sample = {key: [u.get(key) for u in context] for key in UTTERANCE_COLUMNS}
+        sample = utterance_columns(context)
         sample.update(
             sample_id=str(target["utterance_id"]),
             dialogue_id=str(dialogue_id),

@@ -1,6 +1,7 @@
 """
 The row schema of every dataset tcmp builds, in one place: the per-utterance columns, the pre-recognition sample,
-the pre-training dialogue, and the columns each encoder reads. Builders, windows, the reconstruction rule, the
+the pre-training dialogue, the columns each encoder reads, and the two ways between a row's columns and its
+utterances. Builders, windows, the reconstruction rule, the
 collator and the feature cache all take their column names from here.
 """
 
@@ -43,6 +44,11 @@ def dialogue_features() -> Features:
     return Features({"dialogue_id": Value("string"), **UTTERANCE_FEATURES})
 
 
+def utterance_columns(utterances: list[dict]) -> dict[str, list]:
+    """The utterance columns of a row from its utterances, one dict each (None where an utterance lacks a column)."""
+    return {column: [utterance.get(column) for utterance in utterances] for column in UTTERANCE_COLUMNS}
+
+
 def row_utterances(row: dict) -> list[dict]:
     """The utterances of a row (its `text` list and the other utterance columns it has) as one dict each, with every
     utterance column (None where the row lacks it)."""
@@ -54,5 +60,5 @@ def row_utterances(row: dict) -> list[dict]:
 
 __all__ = [
     "UTTERANCE_FEATURES", "UTTERANCE_COLUMNS", "MODALITY_COLUMNS", "prerecognition_features", "dialogue_features",
-    "row_utterances",
+    "utterance_columns", "row_utterances",
 ]

@@ -190,4 +190,3 @@ def data_collator(model_args: ModelArguments, splits: dict, model, processor):
 
     cached, collator = cached_feature_dataset(DatasetDict(splits), model, processor, cache_dir=model_args.feature_cache_dir)
     return dict(cached), collator
-
