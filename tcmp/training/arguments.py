@@ -4,6 +4,7 @@ import difflib
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +21,7 @@ OPTIONAL_BOOL = {"nargs": "?", "const": True}
 """argparse options of a `bool | None` flag: `--flag` is True, `--flag false` False, left out None."""
 
 
-CONFIG_FLAGS: dict = {}
+CONFIG_FLAGS: dict[str, Callable] = {}
 """Flag → the function that turns its value into the `TCMPConfig` field of its name; filled by `config_flag`."""
 SHAPE_FLAGS: dict[str, tuple[str, str]] = {}
 """Flag → (what it shapes: "config" or "processor", what a refusal calls that value); filled by `shape_flag`."""
@@ -31,8 +32,8 @@ def config_flag(name: str, default=None, note: str = "", to_config=None, **optio
     The `ModelArguments` field of the flag `--<name>` that sets `TCMPConfig.<name>`, the one place such a flag is
     declared: its help is the config field's doc (plus `note`), the config checks its value, `config_overrides`
     sets it on the model when it is not None (`to_config` turns the flag's spelling into the config's), and the
-    model card shows the model's value (`model_settings`). With `default=None` a checkpoint keeps its
-    own value unless the flag is given. `options` are argparse's (`choices`, `OPTIONAL_BOOL`).
+    model card shows the model's value (`model_settings`). With `default=None` a checkpoint keeps its own value
+    unless the flag is given. `options` are argparse's (`choices`, `OPTIONAL_BOOL`).
     """
     CONFIG_FLAGS[name] = to_config or (lambda value: value)
     given = "left out: a checkpoint's own value, else the config's default" if default is None else "also for a checkpoint"
