@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: the stated model size, dialogues of the demo corpus, and timing."""
+"""Shared pieces of the benchmarks: the stated model size, dialogues of the demo corpus, timing."""
 
 import functools
 import os
