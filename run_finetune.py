@@ -20,6 +20,7 @@ from transformers import set_seed
 
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
+from tcmp.errors import ArgumentsError
 from tcmp.metrics import PreRecognitionMetrics, class_weights, majority_baseline
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training import (
@@ -62,8 +63,13 @@ def main(argv=None, callbacks=()) -> dict:
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
     )
+    if model.config.context_emotion_loss_weight > 0 and not data_args.per_dialogue_training:
+        raise ArgumentsError(
+            "--context_emotion_loss_weight needs --per_dialogue_training (exact or history): only per-dialogue rows "
+            "hold the labels of the context utterances"
+        )
     train_labels = np.asarray(samples["train"]["label"])
-    model.set_class_weights(class_weights(train_labels, len(label_names)))
+    model.set_class_weights(class_weights(train_labels, len(label_names), power=training_args.class_weight_power))
 
     training_rows = dict(samples)
     if data_args.per_dialogue_training:

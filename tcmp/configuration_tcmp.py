@@ -72,6 +72,11 @@ class TCMPConfig(PreTrainedConfig):
         all-MiniLM-L6-v2 are trained with (their frozen vectors are only meaningful pooled that way).
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
+    context_emotion_loss_weight (`float`, defaults to 0.0):
+        Fine-tuning per dialogue, the weight of an auxiliary loss that recognises the emotion of each context
+        utterance whose label the row holds from its own stream vectors (a linear head on T_i / A_i / M_i), added to
+        the pre-recognition loss. It teaches the streams the emotional content that the next emotion mostly follows;
+        the head never feeds the prediction, and no label is ever an input. 0 leaves it out (no head).
 
     Example:
 
@@ -103,6 +108,7 @@ class TCMPConfig(PreTrainedConfig):
     gather_negatives: bool = True
     text_pooling: Literal["max_mean", "normalized_mean"] = "max_mean"
     class_weights: list[float] | None = None
+    context_emotion_loss_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -115,6 +121,10 @@ class TCMPConfig(PreTrainedConfig):
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
         check_encoder_chunk_size(self.encoder_chunk_size)
+        if not self.context_emotion_loss_weight >= 0:
+            raise ValueError(
+                f"TCMPConfig.context_emotion_loss_weight must be a number of at least 0, got {self.context_emotion_loss_weight}"
+            )
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:

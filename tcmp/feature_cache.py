@@ -81,6 +81,15 @@ def _unique_utterances(splits: dict[str, Dataset], modalities: tuple[str, ...]) 
     return table, references
 
 
+def _length_order(table: dict[str, list], modalities: tuple[str, ...]) -> list[int]:
+    """Indices of the distinct utterances from shortest to longest (characters of text, else seconds of audio)."""
+    if "text" in modalities:
+        lengths = [len(text) for text in table["text"]]
+    else:
+        lengths = [(end or 0) - (start or 0) for start, end in zip(table["audio_start"], table["audio_end"])]
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
+
+
 def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: tuple[str, ...]) -> dict:
     """Pooled encoder output of a batch of single utterances (`model.tcmp.text_features` / `audio_features`)."""
     base = model.base_model
@@ -147,7 +156,8 @@ def cached_feature_dataset(
     modalities = config.input_modalities
     table, references = _unique_utterances(splits, modalities)
     content = hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
-    fingerprint = hashlib.sha256((content + encoder_fingerprint(model, processor)).encode()).hexdigest()[:32]
+    layout = "rows sorted by length"  # the cache file's row order: part of what the fingerprint names
+    fingerprint = hashlib.sha256((content + layout + encoder_fingerprint(model, processor)).encode()).hexdigest()[:32]
     if cache_dir is None:
         cache_files = next(iter(splits.values())).cache_files
         cache_dir = (
@@ -159,7 +169,8 @@ def cached_feature_dataset(
     collator = TCMPDataCollator.for_model(processor, config)
     was_training = model.training
     model.eval()
-    features = Dataset.from_dict(table).map(
+    order = _length_order(table, modalities)  # similar lengths share a batch: little padding
+    features = Dataset.from_dict({column: [values[i] for i in order] for column, values in table.items()}).map(
         partial(_encode_batch, model=model, collator=collator, modalities=modalities),
         batched=True,
         batch_size=batch_size,
@@ -170,7 +181,9 @@ def cached_feature_dataset(
         desc="Encoding utterances (frozen encoders)",
     )
     model.train(was_training)
-    tensors = features.with_format("torch")[:]
+    in_table_order = torch.empty(len(order), dtype=torch.long)
+    in_table_order[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    tensors = {name: values[in_table_order] for name, values in features.with_format("torch")[:].items()}
     feature_collator = TCMPFeatureCollator(
         **{FEATURE_COLUMNS[m]: tensors[FEATURE_COLUMNS[m]] for m in modalities}
     )

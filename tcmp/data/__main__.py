@@ -4,9 +4,12 @@ Command line:
     python -m tcmp.data build demo [--options JSON] --output DIR          (DIR/pretraining, DIR/prerecognition)
     python -m tcmp.data build pmeld CSV_DIR [--media-dir D] [--label-type sentiment|emotion] [rule flags] --output DIR
     python -m tcmp.data build piem IEMOCAP_ROOT [rule flags] --output DIR
-    python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] --output DIR   (split from file name: train/dev/test)
+    python -m tcmp.data build pdd DAILYDIALOG_DIR [--label-type emotion|act] [--keep-duplicates] [rule flags] --output DIR
+    python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] [--exclude-overlap EVALUATION_SOURCE] --output DIR
+                                                        (split from file name: train/dev/test; or one folder of them)
     python -m tcmp.data build release FILE [--kind pmeld|piem|umd] --allow-pickle --output DIR
     python -m tcmp.data stats SOURCE-or-saved-DIR [--paper pmeld|piem]
+    python -m tcmp.data overlap PRETRAINING_SOURCE EVALUATION_SOURCE     (utterances of >= 4 words shared)
 
 Rule flags: one per `ReconstructionRule` field (--min-context N --max-context N --[no-]require-target-spoke-before
 --[no-]require-speaker-change).
@@ -43,23 +46,23 @@ def rule_from(args, parser):
         parser.error(str(error))
 
 
-def split_of(path: str) -> str:
-    name = os.path.basename(path).lower()
-    return "validation" if "dev" in name or "valid" in name else "test" if "test" in name else "train"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tcmp.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a dataset and save it with save_to_disk")
-    build.add_argument("kind", choices=["demo", "pmeld", "piem", "umd", "release"])
+    build.add_argument("kind", choices=["demo", "pmeld", "piem", "pdd", "umd", "release"])
     build.add_argument("inputs", nargs="*", help="the corpus: CSV folder, IEMOCAP root, manifest(s), release file")
     build.add_argument("--output", required=True)
     build.add_argument("--cache-dir")
     build.add_argument("--options", help="extra builder options as a JSON object")
     build.add_argument("--media-dir")
-    build.add_argument("--label-type", default="sentiment", choices=["sentiment", "emotion"])
+    build.add_argument("--label-type", choices=["sentiment", "emotion", "act"],
+                       help="MELD and releases: sentiment (default) or emotion; DailyDialog: emotion (default) or act")
+    build.add_argument("--keep-duplicates", action="store_true",
+                       help="pdd: keep evaluation dialogues identical to a training dialogue (left out by default)")
+    build.add_argument("--exclude-overlap", metavar="EVALUATION_SOURCE",
+                       help="umd: cut out the utterances shared with this source's validation/test dialogues")
     add_rule_flags(build)
     build.add_argument("--kind-of-release", dest="release_kind", choices=["pmeld", "piem", "umd"])
     build.add_argument("--allow-pickle", action="store_true", help="read joblib/pickle files (trusted files only)")
@@ -69,6 +72,10 @@ def main(argv=None):
     stats.add_argument("--cache-dir")
     stats.add_argument("--allow-pickle", action="store_true")
     stats.add_argument("--options", help="builder options as a JSON object")
+    overlap = commands.add_parser("overlap", help="count the utterances a pre-training corpus shares with evaluation data")
+    overlap.add_argument("pretraining", help="pre-training source: manifest(s) folder, .jsonl, MELD or DailyDialog folder")
+    overlap.add_argument("evaluation", help="evaluation source: its validation and test dialogues are compared")
+    overlap.add_argument("--cache-dir")
     args = parser.parse_args(argv)
     try:
         return run(args, parser)
@@ -77,9 +84,19 @@ def main(argv=None):
 
 
 def run(args, parser) -> int:
-    """Carry out a parsed `build` or `stats` command; bad input raises `DataError` naming it."""
+    """Carry out a parsed `build`, `stats` or `overlap` command; bad input raises `DataError` naming it."""
     from .stats import dataset_stats, format_stats
 
+    if args.command == "overlap":
+        from .loading import load_pretraining_dataset
+        from .overlap import evaluation_part, find_overlap
+
+        cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+        pretraining = load_pretraining_dataset(args.pretraining, **cache)
+        evaluation = evaluation_part(load_pretraining_dataset(args.evaluation, **cache), args.evaluation)
+        print(f"pre-training {args.pretraining} against the evaluation dialogues of {args.evaluation}")
+        print(find_overlap(pretraining, evaluation).format())
+        return 0
     try:
         options = json.loads(args.options) if args.options else {}
     except json.JSONDecodeError as error:
@@ -107,9 +124,13 @@ def run(args, parser) -> int:
         return 0
 
     start = time.time()
-    needs = {"demo": 0, "pmeld": 1, "piem": 1, "release": 1}
+    needs = {"demo": 0, "pmeld": 1, "piem": 1, "pdd": 1, "release": 1}
     if args.kind in needs and len(args.inputs) != needs[args.kind]:
         parser.error(f"build {args.kind} takes {needs[args.kind]} input(s), got {len(args.inputs)}")
+    for flag, value, kind in (("--keep-duplicates", args.keep_duplicates, "pdd"),
+                              ("--exclude-overlap", args.exclude_overlap, "umd")):
+        if value and args.kind != kind:
+            parser.error(f"{flag} applies to build {kind} only, not to build {args.kind}")
     outputs = {}
     if args.kind == "demo":
         from .demo import build_demo
@@ -121,24 +142,39 @@ def run(args, parser) -> int:
         from .meld import build_pmeld
 
         outputs[""] = call_builder(build_pmeld, "pmeld", args.inputs[0], media_dir=args.media_dir,
-                                    label_type=args.label_type, rule=rule_from(args, parser), **options)
+                                    label_type=args.label_type or "sentiment", rule=rule_from(args, parser), **options)
+    elif args.kind == "pdd":
+        from .dailydialog import build_pdd
+
+        outputs[""] = call_builder(build_pdd, "pdd", args.inputs[0], rule=rule_from(args, parser),
+                                    label_type=args.label_type or "emotion", keep_duplicates=args.keep_duplicates,
+                                    **options)
     elif args.kind == "piem":
         from .iemocap import build_piem
 
         outputs[""] = call_builder(build_piem, "piem", args.inputs[0], rule=rule_from(args, parser), **options)
     elif args.kind == "umd":
-        from .umd import build_umd
+        from .umd import build_umd, manifest_split
 
         if not args.inputs:
             parser.error("build umd takes one or more manifests")
         outputs[""] = call_builder(build_umd, "umd",
-                                    {split_of(p): p for p in args.inputs} if len(args.inputs) > 1 else args.inputs[0],
+                                    {manifest_split(p): p for p in args.inputs} if len(args.inputs) > 1 else args.inputs[0],
                                     **options)
+        if args.exclude_overlap:
+            from .loading import load_pretraining_dataset
+            from .overlap import evaluation_part, exclude_overlap
+
+            cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+            evaluation = evaluation_part(load_pretraining_dataset(args.exclude_overlap, **cache), args.exclude_overlap)
+            outputs[""], removed = exclude_overlap(outputs[""], evaluation)
+            print(f"excluded the overlap with {args.exclude_overlap}: " +
+                  (", ".join(f"{count} {what}" for what, count in removed.items()) or "nothing shared"), file=sys.stderr)
     else:
         from .release import import_release
 
         outputs[""] = call_builder(import_release, "release", args.inputs[0], kind=args.release_kind,
-                                    allow_pickle=args.allow_pickle, label_type=args.label_type, **options)
+                                    allow_pickle=args.allow_pickle, label_type=args.label_type or "sentiment", **options)
     for name, data in outputs.items():
         folder = os.path.join(args.output, name) if name else args.output
         data.save_to_disk(folder)

@@ -4,13 +4,18 @@ import inspect
 import os
 
 from ..errors import DataError, MissingFileError
+from .schema import SPLITS
+from .dailydialog import dialogue_file
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
 """First bytes of a pickle, or of joblib's zlib/gzip/bz2/xz/lz4 compressed pickles."""
 
 
 def detect_source(source: str) -> str:
-    """'demo', 'saved' (a save_to_disk folder), 'pmeld', 'piem', 'umd' (a JSON Lines manifest) or 'release'."""
+    """
+    'demo', 'saved' (a save_to_disk folder), 'pmeld', 'piem', 'pdd' (a DailyDialog release), 'umd' (a JSON Lines
+    manifest, or a folder of them) or 'release'.
+    """
     if source == "demo":
         return "demo"
     if not os.path.exists(source):
@@ -23,9 +28,14 @@ def detect_source(source: str) -> str:
             return "pmeld"
         if "IEMOCAP_full_release" in names or any(name.startswith("Session") for name in names):
             return "piem"
+        if any(dialogue_file(source, split) for split in SPLITS):
+            return "pdd"
+        if any(name.endswith(".jsonl") for name in names):
+            return "umd"
         raise DataError(
             f"dataset source {source!r}: a folder with neither MELD CSVs (*_sent_emo.csv), an IEMOCAP release "
-            "(Session1…5), nor a saved dataset (dataset_dict.json)"
+            "(Session1…5), a DailyDialog release (<split>/dialogues_<split>.txt), JSON Lines manifests (*.jsonl), "
+            "nor a saved dataset (dataset_dict.json)"
         )
     with open(source, "rb") as handle:
         head = handle.read(64)
@@ -65,15 +75,16 @@ def _load_saved(source: str, **options):
 
 def load_prerecognition_dataset(source: str, return_report: bool = False, **options):
     """Pre-recognition samples from "demo" (`build_demo` options), a MELD CSV folder (`build_pmeld`), an IEMOCAP
-    root (`build_piem`), a joblib release file (`import_release`) or a `save_to_disk` folder. With `return_report`:
+    root (`build_piem`), a DailyDialog release folder (`build_pdd`), a joblib release file (`import_release`) or a `save_to_disk` folder. With `return_report`:
     `(samples, BuildReport)` (its `rule` is the reconstruction rule the samples were built with)."""
     samples, report = _load(source, "prerecognition", options)
     return (samples, report) if return_report else samples
 
 
 def load_pretraining_dataset(source: str, return_report: bool = False, **options):
-    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest (`build_umd`), a MELD CSV
-    folder (its dialogues, text only, `build_meld_dialogues`), a joblib release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
+    """Pre-training dialogues from "demo" (`build_demo` options), a JSON Lines manifest or a folder of them
+    (`build_umd`), a MELD CSV folder (its dialogues, text only, `build_meld_dialogues`), a DailyDialog release folder
+    (its dialogues, `build_dd_dialogues`), a joblib release file (`import_release`, kind umd) or a `save_to_disk` folder. With `return_report`:
     `(dialogues, BuildReport)`."""
     dialogues, report = _load(source, "pretraining", options)
     return (dialogues, report) if return_report else dialogues
@@ -90,6 +101,7 @@ WRONG_PART = {
 
 def _load(source: str, part: str, options: dict):
     """`(DatasetDict, BuildReport)` of `part` ("prerecognition" or "pretraining") from `source`."""
+    from .dailydialog import build_dd_dialogues, build_pdd
     from .demo import build_demo
     from .iemocap import build_piem
     from .meld import build_meld_dialogues, build_pmeld
@@ -99,8 +111,10 @@ def _load(source: str, part: str, options: dict):
     kind = detect_source(source)
     allow_pickle = options.pop("allow_pickle", False)
     builders = {
-        "prerecognition": {"pmeld": (build_pmeld, "MELD CSV folder"), "piem": (build_piem, "IEMOCAP")},
-        "pretraining": {"umd": (build_umd, "UMD manifest"), "pmeld": (build_meld_dialogues, "MELD CSV folder")},
+        "prerecognition": {"pmeld": (build_pmeld, "MELD CSV folder"), "piem": (build_piem, "IEMOCAP"),
+                           "pdd": (build_pdd, "DailyDialog folder")},
+        "pretraining": {"umd": (build_umd, "UMD manifest"), "pmeld": (build_meld_dialogues, "MELD CSV folder"),
+                        "pdd": (build_dd_dialogues, "DailyDialog folder")},
     }[part]
     if kind == "demo":
         pretraining, prerecognition, report_pre, report_rec = call_builder(build_demo, "demo", **options, return_report=True)

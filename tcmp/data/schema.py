@@ -21,6 +21,9 @@ start/end seconds, decoded at collate time)."""
 
 UTTERANCE_COLUMNS = tuple(UTTERANCE_FEATURES)
 
+SPLITS = ("train", "validation", "test")
+"""The splits of a built `DatasetDict`, whichever of them exist."""
+
 MODALITY_COLUMNS = {"text": ("text",), "audio": ("audio_path", "audio_start", "audio_end")}
 """The utterance columns each encoder reads."""
 
@@ -59,6 +62,6 @@ def row_utterances(row: dict) -> list[dict]:
 
 
 __all__ = [
-    "UTTERANCE_FEATURES", "UTTERANCE_COLUMNS", "MODALITY_COLUMNS", "prerecognition_features", "dialogue_features",
+    "UTTERANCE_FEATURES", "UTTERANCE_COLUMNS", "SPLITS", "MODALITY_COLUMNS", "prerecognition_features", "dialogue_features",
     "utterance_columns", "row_utterances",
 ]

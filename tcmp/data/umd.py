@@ -132,15 +132,37 @@ def _generate_umd(spec: str, report: SplitReport):
     yield from read_manifest(options["manifest"][0], report)
 
 
+def manifest_split(path: str) -> str:
+    """The split a manifest's file name names: "validation" (dev/valid), "test", else "train"."""
+    name = os.path.basename(path).lower()
+    return "validation" if "dev" in name or "valid" in name else "test" if "test" in name else "train"
+
+
+def manifests_in(folder: str) -> dict[str, str]:
+    """split → path of the `*.jsonl` manifests of `folder`, the split from each file name (`manifest_split`)."""
+    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".jsonl"))
+    if not paths:
+        raise MissingFileError(f"folder {folder!r} holds no JSON Lines manifest (*.jsonl)")
+    splits = {}
+    for path in paths:
+        split = manifest_split(path)
+        if split in splits:
+            raise DataError(f"{folder!r}: {splits[split]!r} and {path!r} both name split {split!r}; pass {{split: path}}")
+        splits[split] = path
+    return splits
+
+
 def build_umd(manifest_paths, cache_dir: str | None = None, return_report: bool = False):
     """
     Pre-training dialogues (one row per dialogue) from JSON Lines manifests: `manifest_paths` is one path (→ split
-    "train") or `{split: path}`. Each line: `{"dialogue_id": ..., "utterances": [{"text": ..., "speaker": ...,
+    "train"), a folder of manifests (the split from each file name: dev/valid → validation, test, else train) or
+    `{split: path}`. Each line: `{"dialogue_id": ..., "utterances": [{"text": ..., "speaker": ...,
     "audio": path, "start": s, "end": s}, ...]}` (audio/start/end/speaker optional; an optional "id" per utterance);
     relative audio paths are resolved against the manifest's folder.
     """
     if isinstance(manifest_paths, (str, os.PathLike)):
-        manifest_paths = {"train": str(manifest_paths)}
+        path = str(manifest_paths)
+        manifest_paths = manifests_in(path) if os.path.isdir(path) else {"train": path}
     splits, reports = {}, {}
     for split, path in manifest_paths.items():
         spec = {"kind": "umd", "manifest": file_identity(path)}

@@ -59,10 +59,10 @@ def sample_retrieval_candidates(predictions, targets, group_ids, num_negatives: 
     return true_scores, negative_scores
 
 
-def class_weights(labels=None, num_labels: int | None = None, *, counts=None) -> list[float]:
+def class_weights(labels=None, num_labels: int | None = None, *, counts=None, power: float = 1.0) -> list[float]:
     """
-    Loss weights weight_c ∝ 1 / count_c, normalised to sum to C = `num_labels`, from the class ids `labels` or the
-    per-class `counts`. Pass the TRAINING split only (counting dev/test too would leak them into training). A class
+    Loss weights weight_c ∝ 1 / count_c ** `power` (1: balanced, 0.5: the square root of it, 0: all equal),
+    normalised to sum to C = `num_labels`, from the class ids `labels` or the per-class `counts`. Pass the TRAINING split only (counting dev/test too would leak them into training). A class
     that never occurs gets weight 0, with a warning, and the other classes share the sum C.
     """
     if (labels is None) == (counts is None):
@@ -82,7 +82,7 @@ def class_weights(labels=None, num_labels: int | None = None, *, counts=None) ->
     missing = np.flatnonzero(counts == 0)
     if len(missing):
         logger.warning("classes %s never occur in the training labels: their loss weight is 0", missing.tolist())
-    inverse = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
+    inverse = np.divide(1.0, counts**power, out=np.zeros(len(counts)), where=counts > 0)
     return (inverse * len(counts) / inverse.sum()).tolist()
 
 

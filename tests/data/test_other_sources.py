@@ -1,5 +1,6 @@
 """P-IEM, UMD manifests, pre-training windows, the release importer, dispatchers and the CLI."""
 
+import json
 import os
 
 import joblib
@@ -82,6 +83,20 @@ def test_umd_and_windows(tmp_path):
     windows.set_epoch(5)
     assert windows.offset == 0
     assert PretrainingWindows(data, seed=3).offset == 3
+
+
+def test_a_folder_of_split_manifests_is_one_umd_source(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split, count in (("train", 3), ("validation", 1)):
+        (folder / f"{split}.jsonl").write_text("".join(
+            json.dumps({"dialogue_id": f"{split}{k}", "utterances": [{"text": f"{split} {k} {i}"} for i in range(5)]}) + "\n"
+            for k in range(count)))
+    dialogues = load_pretraining_dataset(str(folder), cache_dir=str(tmp_path / "c"))
+    assert {name: len(split) for name, split in dialogues.items()} == {"train": 3, "validation": 1}
+    assert dialogues["validation"][0]["text"][4] == "validation 0 4"
+    with pytest.raises(DataError, match="JSON Lines manifests"):
+        load_pretraining_dataset(str(tmp_path / "c"))
 
 
 def test_umd_bad_input(tmp_path):

