@@ -20,7 +20,7 @@ from transformers import set_seed
 from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, configure_threads
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.errors import ArgumentsError
-from tcmp.metrics import class_weights
+from tcmp.metrics import PreRecognitionMetrics, class_weights, majority_baseline
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
@@ -28,7 +28,6 @@ from tcmp.training import (
     FinetuningArguments,
     FinetuningDataArguments,
     ModelArguments,
-    PreRecognitionMetrics,
     TCMPTrainer,
     build_model_and_processor,
     check_splits,
@@ -38,7 +37,6 @@ from tcmp.training import (
     evaluate_split,
     final_evaluations,
     finish_run,
-    majority_baseline,
     parse_arguments,
     starting_point,
     train_and_save,

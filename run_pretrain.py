@@ -19,17 +19,17 @@ from transformers import set_seed
 
 from tcmp import TCMPForPreTraining, configure_threads
 from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
-from tcmp.data.streaming import stream_pretraining_windows, stream_texts
+from tcmp.data.iterable_windows import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
+from tcmp.feature_cache import CachedFeatureWindows
+from tcmp.metrics import RetrievalMetrics
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
     PRETRAINED,
-    CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
     PretrainingDataArguments,
-    RetrievalMetrics,
     SetEpochCallback,
     TCMPPreTrainer,
     build_model_and_processor,

@@ -1,6 +1,6 @@
 """
-Saved-model files: SHA-256 checksums of the weights, the rule that tells a folder path from a Hub id, and the
-one-line errors naming the damaged or refused file of a folder that fails to load.
+Saved-model files: SHA-256 checksums of the weights (files and tensors), the rule that tells a folder path from a
+Hub id, and the one-line errors naming the damaged or refused file of a folder that fails to load.
 """
 
 import contextlib
@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 
+import torch
 from safetensors import SafetensorError, safe_open
 
 from .errors import CheckpointError
@@ -37,6 +38,15 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def update_with_tensors(digest, tensors: dict[str, torch.Tensor]):
+    """Feed `digest` (a `hashlib` object) every tensor of `tensors`, sorted by name: its name, dtype and bytes."""
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest
 
 
 def write_checksums(folder: str):
@@ -90,8 +100,6 @@ def _unreadable_safetensors(folder: str) -> str | None:
 
 def _mismatched_tensor(model_class, folder: str) -> str | None:
     """The first tensor of the folder's weights whose shape differs from what its config builds, with both shapes."""
-    import torch
-
     with torch.device("meta"):
         expected = model_class(model_class.config_class.from_pretrained(folder)).state_dict()
     for path in _files(folder, ".safetensors"):
@@ -135,4 +143,7 @@ def saved_file_errors(folder: str, model_class=None):
         raise CheckpointError(mismatch) from None
 
 
-__all__ = ["CHECKSUM_FILE", "PARTIAL_CHECKPOINT_FILE", "could_be_hub_id", "require_folder_or_hub_id", "write_checksums", "verify_checksums", "saved_file_errors"]
+__all__ = [
+    "CHECKSUM_FILE", "PARTIAL_CHECKPOINT_FILE", "could_be_hub_id", "require_folder_or_hub_id", "update_with_tensors",
+    "write_checksums", "verify_checksums", "saved_file_errors",
+]

@@ -1,5 +1,6 @@
 """TCMP model configuration."""
 
+import re
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
@@ -10,12 +11,13 @@ from .validation import MODALITIES, TEXT_POOLINGS, check_config_values, check_en
 
 
 STREAMS = ("text", "audio", "fused")
+"""The modality streams of the model (not streaming inference, `tcmp.streaming`, nor iterable datasets)."""
 
 
 @strict
 class TCMPConfig(PreTrainedConfig):
     r"""
-    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three dialogue
+    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three modality
     streams (text, audio, fused), a causal dialogue context and a forthcoming-utterance predictor per stream.
 
     text_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -35,7 +37,7 @@ class TCMPConfig(PreTrainedConfig):
     attention_window (`int`, *optional*, defaults to 8):
         The predictor attends over at most this many of the latest memory states h_j (j ≤ t-3). 8 is all that the
         paper's 11-utterance windows and 10-utterance contexts ever reach, so it changes nothing there; it bounds the
-        state a streaming predictor keeps. `None` attends over the whole history.
+        state streaming inference (`StreamingPreRecognizer`) keeps. `None` attends over the whole history.
     no_context (`bool`, defaults to `False`):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     freeze_encoders (`bool`, defaults to `False`):
@@ -126,6 +128,14 @@ class TCMPConfig(PreTrainedConfig):
         with config_file_errors(kwargs.get("name_or_path")):
             return super().from_dict(config_dict, **kwargs)
 
+    @classmethod
+    def field_doc(cls, name: str) -> str:
+        """The description of field `name` in this class's docstring, on one line (the help of the flag that sets it)."""
+        entry = re.search(rf"^    {name} \(.*\):\n((?:        .*\n)+)", cls.__doc__, re.MULTILINE)
+        if entry is None:
+            raise KeyError(f"TCMPConfig's docstring does not describe {name!r}")
+        return " ".join(line.strip() for line in entry.group(1).splitlines())
+
     @property
     def has_text(self) -> bool:
         return self.text_config is not None
@@ -141,7 +151,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def available_streams(self) -> tuple[str, ...]:
-        """Streams the encoders can produce: the fused one needs both modalities."""
+        """Modality streams the encoders can produce: the fused one needs both modalities."""
         streams = []
         if self.has_text:
             streams.append("text")
@@ -153,7 +163,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def active_streams(self) -> tuple[str, ...]:
-        """Streams whose prediction loss is trained and whose vectors reach the classifier."""
+        """Modality streams whose prediction loss is trained and whose vectors reach the classifier."""
         if self.modality == "all":
             return self.available_streams
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]

@@ -4,7 +4,7 @@ import inspect
 import os
 
 from ..errors import DataError, MissingFileError
-from .common import SPLITS
+from .schema import SPLITS
 from .dailydialog import dialogue_file
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")

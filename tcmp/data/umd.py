@@ -4,9 +4,10 @@ import json
 import math
 import os
 
-from .common import SplitReport, cached_split, dialogue_features, file_identity, finish
+from .common import SplitReport, cached_split, file_identity, finish
 from ..audio_utils import audio_file_info
 from ..errors import AudioLoadError, DataError, MissingFileError
+from .schema import UTTERANCE_COLUMNS, dialogue_features
 
 
 def _number(value, where, name):
@@ -102,8 +103,7 @@ def read_manifest(path: str, report: SplitReport | None = None, check_ids: bool 
             if report is not None:
                 report.skip("dialogue without utterances", where)
             continue
-        row = {"dialogue_id": dialogue_id, "utterance_id": [], "text": [], "speaker": [], "audio_path": [],
-               "audio_start": [], "audio_end": []}
+        row = {"dialogue_id": dialogue_id, **{column: [] for column in UTTERANCE_COLUMNS}}
         for index, utterance in enumerate(entry["utterances"]):
             at = f"{where}, utterance {index}"
             if not isinstance(utterance, dict) or not isinstance(utterance.get("text"), str):

@@ -8,10 +8,9 @@ import re
 import numpy as np
 import torch
 
-from ..metrics import format_per_class_table, plot_confusion_matrix
+from ..metrics import PreRecognitionMetrics, format_per_class_table, plot_confusion_matrix
 from ..modeling_tcmp import TCMPForEmotionPreRecognition
-from .arguments import TCMPTrainingArguments
-from .metrics import PreRecognitionMetrics
+from .arguments import TCMPTrainingArguments, model_settings
 
 
 def write_prerecognition_report(
@@ -163,11 +162,7 @@ def model_card(
     settings = {
         "starting point": start,
         "encoders": encoders,
-        "hidden size d": config.hidden_size,
-        "modality": config.modality,
-        "no_context": config.no_context,
-        "freeze_encoders": config.freeze_encoders,
-        "freeze_feature_encoder": config.freeze_feature_encoder,
+        **model_settings(config),
         "learning rate (new layers / encoders)": f"{args.learning_rate:g} / {args.encoder_learning_rate:g}",
         "optimizer": f"{getattr(args.optim, 'value', args.optim)}, weight decay {args.weight_decay:g}, clipping {args.max_grad_norm:g}",
         "LR schedule": f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs or ''}",

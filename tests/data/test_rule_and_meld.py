@@ -10,7 +10,7 @@ import pytest
 from tcmp.data import (AudioLoadError, DataError, MissingFileError, ReconstructionRule, build_pmeld,
                        dataset_stats, extract_audio, format_stats, load_audio, load_pretraining_dataset,
                        make_samples)
-from tcmp.data.audio import ffmpeg_executable
+from tcmp.audio_utils import ffmpeg_executable
 from tests.data.conftest import MELD_HEADER, MELD_ROWS, write_meld_csv, write_wav
 
 
@@ -295,3 +295,15 @@ def test_meld_dialogues_for_pretraining_keep_every_utterance_without_labels(meld
     assert train[1]["speaker"] == ["A", "A", "B"]
     assert train[1]["utterance_id"] == ["dia1_utt0", "dia1_utt1", "dia1_utt2"]
     assert dialogues["validation"].num_rows == 1
+
+
+def test_the_schema_turns_utterances_into_row_columns_and_back():
+    from tcmp.data.schema import UTTERANCE_COLUMNS, prerecognition_features, row_utterances, utterance_columns
+
+    utterances = [{"utterance_id": "u0", "text": "hi", "speaker": "A", "label": "neutral"}, {"text": "yo", "speaker": "B"}]
+    columns = utterance_columns(utterances)
+    assert list(columns) == list(UTTERANCE_COLUMNS) and set(UTTERANCE_COLUMNS) <= set(prerecognition_features(["x"]))
+    assert columns["utterance_id"] == ["u0", None] and columns["audio_path"] == [None, None]
+    back = row_utterances({"dialogue_id": "d", "text": columns["text"], "speaker": columns["speaker"]})
+    assert back == [{**dict.fromkeys(UTTERANCE_COLUMNS), "text": "hi", "speaker": "A"},
+                    {**dict.fromkeys(UTTERANCE_COLUMNS), "text": "yo", "speaker": "B"}]
