@@ -85,6 +85,7 @@ def finished_results(folder: str) -> dict | None:
 
 
 def has_checkpoint(folder: str) -> bool:
+    """Whether a stage's folder holds a checkpoint to continue from (`--resume` then continues, else starts over)."""
     return os.path.isdir(folder) and bool(sort_checkpoints(folder))
 
 

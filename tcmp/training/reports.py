@@ -102,44 +102,49 @@ def encoder_name(sub_config) -> str:
     return f"{display_name(origin)} ({shape})" if origin else f"random {shape}"
 
 
+USAGE = """```python
+{numpy}import torch
+from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
+
+folder = "path/to/this/model"  # this folder, or its Hub id
+{speech}dialogue = [  # the conversation so far
+    {dialogue},
+]
+
+# Auto classes (trust_remote_code: the folder's own code, where tcmp is not installed)
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+with torch.no_grad():
+    probabilities = model(**processor([dialogue])).logits.softmax(-1)[0]
+print({{model.config.id2label[i]: round(float(p), 3) for i, p in enumerate(probabilities)}})
+
+# the pipeline: the emotion of the next utterance
+classifier = pipeline(model=folder, trust_remote_code=True)
+print(classifier(dialogue, top_k=2))
+
+# streaming, one utterance at a time (pip install tcmp)
+from tcmp import StreamingPreRecognizer
+
+recognizer = StreamingPreRecognizer.from_pretrained(folder)
+print(recognizer.add_utterance({streamed}).label)
+```"""
+"""The "How to use" of a fine-tuned model's card; `usage_snippet` fills in the utterances its modalities need."""
+
+
 def usage_snippet(config) -> str:
-    """The card's "How to use": the Auto classes, the pipeline and the streaming predictor on a short dialogue."""
-    audio = ', "audio": speech, "sampling_rate": 16000' if config.has_audio else ""
-    text = config.has_text
-    turns = [("A", "that is terrible news"), ("B", "i am so sorry to hear that")]
-    utterances = ", ".join(
-        "{" + f'"speaker": "{speaker}"' + (f', "text": "{words}"' if text else "") + audio + "}" for speaker, words in turns
+    """`USAGE` for a model of `config`: its utterances with text and/or audio (1 s of silence stands for speech)."""
+
+    def utterance(speaker: str, words: str) -> dict[str, str]:
+        return {"speaker": json.dumps(speaker), **({"text": json.dumps(words)} if config.has_text else {}),
+                **({"audio": "speech", "sampling_rate": "16000"} if config.has_audio else {})}
+
+    turns = [utterance("A", "that is terrible news"), utterance("B", "i am so sorry to hear that")]
+    return USAGE.format(
+        numpy="import numpy as np\n" if config.has_audio else "",
+        speech="speech = np.zeros(16000, dtype=np.float32)  # 1 s of 16 kHz audio\n" if config.has_audio else "",
+        dialogue=",\n    ".join("{" + ", ".join(f'"{key}": {value}' for key, value in turn.items()) + "}" for turn in turns),
+        streamed=", ".join(f"{key}={value}" for key, value in turns[0].items()),
     )
-    streamed = ", ".join(filter(None, [f'text="{turns[0][1]}"' if text else "", "audio=speech, sampling_rate=16000"
-                                       if config.has_audio else "", 'speaker="A"']))
-    return "\n".join([
-        "```python",
-        *(["import numpy as np"] if config.has_audio else []),
-        "import torch",
-        "from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline",
-        "",
-        'folder = "path/to/this/model"  # this folder, or its Hub id',
-        *(["speech = np.zeros(16000, dtype=np.float32)  # 1 s of 16 kHz audio of each utterance"] if config.has_audio else []),
-        f"dialogue = [{utterances}]  # the conversation so far",
-        "",
-        "# Auto classes (trust_remote_code: the folder's own code, where tcmp is not installed)",
-        "model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()",
-        "processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)",
-        "with torch.no_grad():",
-        "    probabilities = model(**processor([dialogue])).logits.softmax(-1)[0]",
-        "print({model.config.id2label[i]: round(float(p), 3) for i, p in enumerate(probabilities)})",
-        "",
-        "# the pipeline: the emotion of the next utterance",
-        "classifier = pipeline(model=folder, trust_remote_code=True)",
-        "print(classifier(dialogue, top_k=2))",
-        "",
-        "# streaming, one utterance at a time (pip install tcmp)",
-        "from tcmp import StreamingPreRecognizer",
-        "",
-        "recognizer = StreamingPreRecognizer.from_pretrained(folder)",
-        f"print(recognizer.add_utterance({streamed}).label)",
-        "```",
-    ])
 
 
 def model_card(
