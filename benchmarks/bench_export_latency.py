@@ -31,7 +31,9 @@ from tcmp.export import TCMPStreamingStep  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--turns", type=int, default=20, help="timed turns (after 2 warm-up turns)")
     args = parser.parse_args()
     import onnxruntime

@@ -100,7 +100,9 @@ def streaming(processor, turns: int, every: int) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--steps", type=int, default=400, help="pre-training optimizer steps")
     parser.add_argument("--turns", type=int, default=3000, help="streaming turns")
     parser.add_argument("--batch_size", type=int, default=4, help="windows per pre-training step")

@@ -36,7 +36,9 @@ def encoded_utterances(samples, mode: str) -> int:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--meld", required=True, help="folder with MELD's *_sent_emo.csv files")
     parser.add_argument("--samples", type=int, default=96, help="training samples timed (the first ones)")
     parser.add_argument("--batch_size", type=int, default=8, help="samples, or dialogue rows, per step")

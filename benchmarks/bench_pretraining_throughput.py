@@ -12,8 +12,8 @@ ours:      the library's defaults: `--windows_per_step` windows a step, each utt
 floor:     the bare encoders: `pooled_text_features` + `pooled_audio_features` forward + backward on ours' batch, with
            the same chunking, and nothing else.
 ours_bf16: ours under bf16 autocast (what `--bf16` gives the training scripts).
-ours_group_norm: ours with HuBERT-base's group-norm front end (`feat_extract_norm="group"`), whose features change
-           with padding: each speech-encoder pass holds utterances of one length only (batch-independent features).
+ours_group_norm: ours with HuBERT-base's group-norm front end (`feat_extract_norm="group"`), batched like ours: its
+           first GroupNorm takes each utterance's statistics over its own frames (`tcmp.speech_front_end`).
 
 Every mode runs in this one process, in rounds: a round times each mode once, in turn, after one warm-up step each,
 so a machine's drift falls on all of them alike, and ratios are taken within a round. The original and reference
@@ -145,7 +145,9 @@ def spread(values) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each times every mode once)")
     parser.add_argument("--windows_per_step", type=int, default=4, help="windows in ours' step")
     parser.add_argument("--reference_windows", type=int, default=1, help="windows the original/reference time a round")

@@ -29,7 +29,9 @@ from tcmp.data import PretrainingWindows, build_demo  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--base_dialogues", type=int, default=1, help="pre-training dialogues of the 1x corpus")
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4])
     parser.add_argument("--windows_per_step", type=int, default=4)

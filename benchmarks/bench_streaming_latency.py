@@ -29,7 +29,9 @@ from tcmp.streaming import StreamingPreRecognizer  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--histories", type=int, nargs="+", default=[10, 50, 500])
     parser.add_argument("--turns", type=int, default=10, help="timed turns per history length")
     args = parser.parse_args()

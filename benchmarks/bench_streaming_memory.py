@@ -1,5 +1,5 @@
 """
-Memory of the streaming pre-training path (`tcmp.data.streaming`) on a generated corpus of short text-only
+Memory of the streaming pre-training path (`tcmp.data.iterable_windows`) on a generated corpus of short text-only
 dialogues in JSON Lines shards, next to the same windows materialised as a list.
 
 Resident set size is read after `gc.collect()` and glibc's `malloc_trim(0)` every `--every` windows; the figure is
@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import settings_line  # noqa: E402
-from tcmp.data.streaming import stream_pretraining_windows  # noqa: E402
+from tcmp.data.iterable_windows import stream_pretraining_windows  # noqa: E402
 
 
 TRIM = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "malloc_trim", None)
@@ -45,7 +45,9 @@ def write_corpus(folder: str, dialogues: int, shards: int) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--dialogues", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--shuffle_buffer", type=int, default=1000)

@@ -1,12 +1,8 @@
-"""Shared pieces of the benchmarks: the stated model size, dialogues of the demo corpus, timing and peak memory."""
+"""Shared pieces of the benchmarks: the stated model size, dialogues of the demo corpus, timing."""
 
 import functools
-import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -116,17 +112,6 @@ def timed(function):
 
 def percentile(values, q):
     return float(np.percentile(np.asarray(values), q))
-
-
-def peak_rss_mb() -> float:
-    """High-water resident set size of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_child(script: str, args: list[str]) -> dict:
-    """Run one measurement in a fresh process (so its peak RSS is its own) and read the JSON it prints last."""
-    output = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def settings_line(**settings) -> str:

@@ -1,14 +1,11 @@
 """TCMP: real-time emotion pre-recognition in conversations, as a Transformers model.
 
 Importing `tcmp` registers the config, models and processor with the Transformers Auto classes and the
-`"emotion-pre-recognition"` pipeline task.
+`"emotion-pre-recognition"` pipeline task, and changes no process-wide setting (`configure_threads()` chooses the
+thread count for a shared machine when called).
 """
 
-from .threads import limit_torch_threads, prefer_passive_openmp
-
-prefer_passive_openmp()  # before transformers loads torch and its OpenMP runtime
-
-from transformers import (  # noqa: E402
+from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForPreTraining,
@@ -31,11 +28,10 @@ from .modeling_tcmp import (
 from .pipeline_tcmp import TASK as PIPELINE_TASK, EmotionPreRecognitionPipeline
 from .processing_tcmp import TCMPProcessor
 from .streaming import NextEmotion, StreamingPreRecognizer
+from .threads import configure_threads
 
 
 __version__ = "0.1.0"
-
-limit_torch_threads()
 
 AUTO_CLASSES = {
     TCMPModel: AutoModel,
@@ -72,4 +68,5 @@ __all__ = [
     "StreamingPreRecognizer",
     "NextEmotion",
     "EmotionPreRecognitionPipeline",
+    "configure_threads",
 ]

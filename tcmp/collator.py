@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .audio_utils import load_audio
+from .data.schema import row_utterances
 from .processing_tcmp import TCMPProcessor
 
 
@@ -49,26 +51,23 @@ class TCMPDataCollator:
         return cls(processor, use_text=config.has_text, use_audio=config.has_audio)
 
     def utterances(self, row: dict) -> list[dict]:
-        from .data.audio import load_audio
-
+        """The processor's utterance dicts of a row, its audio decoded."""
         rate = self.processor.sampling_rate
         utterances = []
-        for i, text in enumerate(row["text"]):
-            utterance = {"speaker": row["speaker"][i] if row.get("speaker") else None}
+        for i, columns in enumerate(row_utterances(row)):
+            utterance = {"speaker": columns["speaker"]}
             if self.use_text:
-                utterance["text"] = text
+                utterance["text"] = columns["text"]
             if self.use_audio:
-                path = row["audio_path"][i] if row.get("audio_path") else None
-                if path is None:
+                if columns["audio_path"] is None:
                     raise ValueError(
                         f"row {row.get('sample_id', row.get('dialogue_id'))!r}, utterance {i}: the model has an audio "
                         "encoder but the dataset has no audio for this utterance (build it with a media folder, or "
                         "use a text-only model)"
                     )
-                start = row["audio_start"][i] if row.get("audio_start") else None
-                end = row["audio_end"][i] if row.get("audio_end") else None
                 utterance["audio"] = load_audio(
-                    path, sampling_rate=rate, start=start, end=end, max_samples=self.processor.max_audio_length
+                    columns["audio_path"], sampling_rate=rate, start=columns["audio_start"], end=columns["audio_end"],
+                    max_samples=self.processor.max_audio_length,
                 )
                 utterance["sampling_rate"] = rate
             utterances.append(utterance)

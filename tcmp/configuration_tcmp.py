@@ -1,27 +1,23 @@
 """TCMP model configuration."""
 
+import re
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .validation import MODALITIES, TEXT_POOLINGS, check_config_values, check_encoder_chunk_size, config_file_errors
 
-MODALITIES = ("all", "text", "audio", "text2audio", "fused")
+
 STREAMS = ("text", "audio", "fused")
-TEXT_POOLINGS = ("max_mean", "normalized_mean")
-
-
-def check_encoder_chunk_size(chunk_size) -> None:
-    """The rule for `encoder_chunk_size` (the config's, also applied to the `--encoder_chunk_size` flag)."""
-    if not (chunk_size is None or chunk_size == "auto" or (type(chunk_size) is int and chunk_size >= 1)):
-        raise ValueError(f"TCMPConfig.encoder_chunk_size must be 'auto', None or at least 1, got {chunk_size!r}")
+"""The modality streams of the model (not streaming inference, `tcmp.streaming`, nor iterable datasets)."""
 
 
 @strict
 class TCMPConfig(PreTrainedConfig):
     r"""
-    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three dialogue
+    Configuration of a TCMP model (Ju et al., CIKM 2023): utterance encoders for text and audio, three modality
     streams (text, audio, fused), a causal dialogue context and a forthcoming-utterance predictor per stream.
 
     text_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -41,7 +37,7 @@ class TCMPConfig(PreTrainedConfig):
     attention_window (`int`, *optional*, defaults to 8):
         The predictor attends over at most this many of the latest memory states h_j (j ≤ t-3). 8 is all that the
         paper's 11-utterance windows and 10-utterance contexts ever reach, so it changes nothing there; it bounds the
-        state a streaming predictor keeps. `None` attends over the whole history.
+        state streaming inference (`StreamingPreRecognizer`) keeps. `None` attends over the whole history.
     no_context (`bool`, defaults to `False`):
         Ablation: the predictor uses its query alone, without attending over the earlier dialogue.
     freeze_encoders (`bool`, defaults to `False`):
@@ -56,9 +52,9 @@ class TCMPConfig(PreTrainedConfig):
         vary a lot). `None` encodes the batch in one pass. `"auto"`: the speech encoder in chunks of 2 on CPU (the
         fastest there in `benchmarks/bench_pretraining_throughput.py`, with fp32 and bf16: its convolutional front
         end is memory-bound on wide batches) and in one pass on accelerators; the text encoder in one pass (short
-        texts; wider batches measured faster). With a group-norm speech front end (`feat_extract_norm="group"`:
-        HuBERT-base, wav2vec 2.0-base), whose features change with padding, a speech-encoder pass only ever holds
-        utterances of one length, whatever this size, so features never depend on the rest of the batch.
+        texts; wider batches measured faster). Speed only: every utterance's features are its own whatever its chunk
+        (a group-norm speech front end, HuBERT-base, wav2vec 2.0-base, normalises each utterance over its own frames:
+        `tcmp.speech_front_end`), so every chunk size gives the same numbers.
     gather_negatives (`bool`, defaults to `True`):
         Under torch.distributed with several processes (DDP, FSDP), pre-training scores each process's predictions
         against the utterances of every process (gathered with their gradients), not only its own batch's: more
@@ -110,19 +106,7 @@ class TCMPConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.modality not in MODALITIES:
-            raise ValueError(f"TCMPConfig.modality must be one of {MODALITIES}, got {self.modality!r}")
-        if self.num_negatives is not None and self.num_negatives < 1:
-            raise ValueError(f"TCMPConfig.num_negatives must be None or at least 1, got {self.num_negatives}")
-        if self.text_pooling not in TEXT_POOLINGS:
-            raise ValueError(f"TCMPConfig.text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}")
-        if self.attention_window is not None and self.attention_window < 1:
-            raise ValueError(f"TCMPConfig.attention_window must be None or at least 1, got {self.attention_window}")
-        check_encoder_chunk_size(self.encoder_chunk_size)
-        if not self.context_emotion_loss_weight >= 0:
-            raise ValueError(
-                f"TCMPConfig.context_emotion_loss_weight must be a number of at least 0, got {self.context_emotion_loss_weight}"
-            )
+        check_config_values(self)
         if self.text_config is not None or self.audio_config is not None:
             missing = [s for s in self.active_streams if s not in self.available_streams]
             if missing:
@@ -131,6 +115,26 @@ class TCMPConfig(PreTrainedConfig):
                     f"text_config={'set' if self.has_text else 'None'} and "
                     f"audio_config={'set' if self.has_audio else 'None'}"
                 )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As `PreTrainedConfig.from_pretrained`; a bad value in the saved config.json is one line naming the file."""
+        with config_file_errors(str(pretrained_model_name_or_path)):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """As `PreTrainedConfig.from_dict`; from `AutoConfig.from_pretrained`, a bad value names the folder's config.json."""
+        with config_file_errors(kwargs.get("name_or_path")):
+            return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def field_doc(cls, name: str) -> str:
+        """The description of field `name` in this class's docstring, on one line (the help of the flag that sets it)."""
+        entry = re.search(rf"^    {name} \(.*\):\n((?:        .*\n)+)", cls.__doc__, re.MULTILINE)
+        if entry is None:
+            raise KeyError(f"TCMPConfig's docstring does not describe {name!r}")
+        return " ".join(line.strip() for line in entry.group(1).splitlines())
 
     @property
     def has_text(self) -> bool:
@@ -147,7 +151,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def available_streams(self) -> tuple[str, ...]:
-        """Streams the encoders can produce: the fused one needs both modalities."""
+        """Modality streams the encoders can produce: the fused one needs both modalities."""
         streams = []
         if self.has_text:
             streams.append("text")
@@ -159,7 +163,7 @@ class TCMPConfig(PreTrainedConfig):
 
     @property
     def active_streams(self) -> tuple[str, ...]:
-        """Streams whose prediction loss is trained and whose vectors reach the classifier."""
+        """Modality streams whose prediction loss is trained and whose vectors reach the classifier."""
         if self.modality == "all":
             return self.available_streams
         return {"text": ("text",), "audio": ("audio",), "text2audio": ("fused",), "fused": ("fused",)}[self.modality]

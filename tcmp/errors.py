@@ -40,14 +40,25 @@ class PickleRefusedError(DataError):
     """Reading a joblib/pickle file was refused because `allow_pickle=True` was not given."""
 
 
+class TrainingDiverged(RuntimeError):
+    """A training loss or weights that turned NaN/infinite; the message says at which step and what to try."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message names the newest complete checkpoint and how to continue from it."""
+    """
+    Ctrl-C during training; the message names the newest complete checkpoint and how to continue from it.
+    `stopped` says where training stopped ("stopped at step 3 of 8"), for a caller that words its own advice.
+    """
+
+    def __init__(self, message: str, stopped: str = ""):
+        super().__init__(message)
+        self.stopped = stopped
 
 
-SCRIPT_ERRORS = (ArgumentsError, PreflightError, DataError, CheckpointError)
+SCRIPT_ERRORS = (ArgumentsError, PreflightError, DataError, CheckpointError, TrainingDiverged)
 """What a training script reports as one line (`tcmp.preflight.run_as_script`)."""
 
 __all__ = [
     "TCMPInputError", "CheckpointError", "ArgumentsError", "PreflightError", "DiskSpaceError", "DataError",
-    "MissingFileError", "AudioLoadError", "PickleRefusedError", "TrainingInterrupted", "SCRIPT_ERRORS",
+    "MissingFileError", "AudioLoadError", "PickleRefusedError", "TrainingDiverged", "TrainingInterrupted", "SCRIPT_ERRORS",
 ]

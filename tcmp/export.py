@@ -10,10 +10,8 @@ memory of the last `attention_window` positions with a mask (unused columns mask
 import torch
 from torch import nn
 
-from .modeling_tcmp import TCMPDialogueState, TCMPForEmotionPreRecognition, TCMPStreamState
-
-
-STATE_FIELDS = ("context_hidden", "recent_context", "memory_hidden", "memory", "memory_mask")
+from .dialogue_state import STATE_FIELDS, TCMPDialogueState
+from .modeling_tcmp import TCMPForEmotionPreRecognition
 
 
 class TCMPStreamingStep(nn.Module):
@@ -58,17 +56,10 @@ class TCMPStreamingStep(nn.Module):
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         """`num_utterances` and the state tensors of B conversations that have not started."""
         parameter = next(self.model.parameters())
-        d, window = self.model.config.hidden_size, self.model.config.attention_window
-        zeros = {"device": parameter.device, "dtype": parameter.dtype}
-        per_stream = (
-            torch.zeros(batch_size, d, **zeros),
-            torch.zeros(batch_size, 2, d, **zeros),
-            torch.zeros(batch_size, d, **zeros),
-            torch.zeros(batch_size, window, d, **zeros),
-            torch.zeros(batch_size, window, dtype=torch.bool, device=parameter.device),
-        )
-        num_utterances = torch.zeros(batch_size, dtype=torch.long, device=parameter.device)
-        return (num_utterances, *(t.clone() for _ in self.streams for t in per_stream))
+        config = self.model.config
+        return TCMPDialogueState.empty(
+            batch_size, self.streams, config.hidden_size, parameter.device, parameter.dtype, config.attention_window
+        ).tensors()
 
     def inputs(self, batch: dict, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """The step's inputs from a processor batch of one utterance per conversation and a state."""
@@ -93,23 +84,14 @@ class TCMPStreamingStep(nn.Module):
         return (tuple(per_input),)  # `forward(*tensors)`: one variadic argument
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        named = dict(zip(self.input_names, tensors))
-        num_utterances = named["num_utterances"]
-        streams = {
-            stream: TCMPStreamState(*(named[f"{stream}_{field}"] for field in STATE_FIELDS)) for stream in self.streams
-        }
-        past = TCMPDialogueState(num_utterances=num_utterances, streams=streams)
+        utterance = dict(zip(self.utterance_names, tensors))
+        past = TCMPDialogueState.from_tensors(tensors[len(self.utterance_names) :], self.streams)
+        num_utterances = past.num_utterances
         utterance_mask = torch.ones(num_utterances.shape[0], 1, dtype=torch.bool, device=num_utterances.device)
         outputs = self.model(
-            utterance_mask=utterance_mask,
-            past_state=past,
-            use_cache=True,
-            return_dict=True,
-            **{name: named[name] for name in self.utterance_names},
+            utterance_mask=utterance_mask, past_state=past, use_cache=True, return_dict=True, **utterance
         )
-        state = outputs.past_state
-        next_state = [getattr(state.streams[stream], field) for stream in self.streams for field in STATE_FIELDS]
-        return (outputs.logits, state.num_utterances, *next_state)
+        return (outputs.logits, *outputs.past_state.tensors())
 
 
 __all__ = ["TCMPStreamingStep", "STATE_FIELDS"]

@@ -10,16 +10,13 @@ import torch
 from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
 
+from .checkpoints import update_with_tensors
 from .collator import TCMPDataCollator, add_targets
+from .data.schema import MODALITY_COLUMNS
 from .processing_tcmp import TCMPProcessor, utterance_mask
 
 
-UTTERANCE_COLUMNS = {"text": ("text",), "audio": ("audio_path", "audio_start", "audio_end")}
 FEATURE_COLUMNS = {"text": "text_features", "audio": "audio_features"}
-
-
-def _modalities(config) -> list[str]:
-    return [m for m, present in (("text", config.has_text), ("audio", config.has_audio)) if present]
 
 
 PROVENANCE_KEYS = ("_name_or_path", "architectures", "auto_map", "transformers_version", "_commit_hash", "processor_class")
@@ -38,8 +35,9 @@ def _settings(values: dict) -> str:
 
 
 ENCODING_VERSION = "2"
-"""Raised when the way features are computed changes (2: group-norm speech front ends encode one length per pass),
-so that caches written by earlier code are not reused."""
+"""Raised when the way features are computed changes (2: group-norm speech front ends give each utterance its own
+features; the masked group norm that now does it gives the same values), so that caches written by earlier code are
+not reused."""
 
 
 def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
@@ -55,17 +53,15 @@ def encoder_fingerprint(model, processor: TCMPProcessor) -> str:
             digest.update(b"none")
             continue
         digest.update(_settings(encoder.config.to_dict()).encode())
-        for name, tensor in sorted(encoder.state_dict().items()):
-            digest.update(f"{name} {tensor.dtype}".encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        update_with_tensors(digest, encoder.state_dict())
     digest.update(_settings(processor.to_dict()).encode())
     digest.update(json.dumps(sorted(processor.tokenizer.get_vocab().items())).encode())
     return digest.hexdigest()
 
 
-def _unique_utterances(splits: dict[str, Dataset], modalities: list[str]) -> tuple[dict[str, list], dict[str, list]]:
+def _unique_utterances(splits: dict[str, Dataset], modalities: tuple[str, ...]) -> tuple[dict[str, list], dict[str, list]]:
     """The distinct utterances (by content) of all splits as columns, and each row's indices into them."""
-    columns = [c for m in modalities for c in UTTERANCE_COLUMNS[m]]
+    columns = [c for m in modalities for c in MODALITY_COLUMNS[m]]
     table = {c: [] for c in columns}
     index, references = {}, {}
     for split, dataset in splits.items():
@@ -86,7 +82,7 @@ def _unique_utterances(splits: dict[str, Dataset], modalities: list[str]) -> tup
     return table, references
 
 
-def _length_order(table: dict[str, list], modalities: list[str]) -> list[int]:
+def _length_order(table: dict[str, list], modalities: tuple[str, ...]) -> list[int]:
     """Indices of the distinct utterances from shortest to longest (characters of text, else seconds of audio)."""
     if "text" in modalities:
         lengths = [len(text) for text in table["text"]]
@@ -95,7 +91,7 @@ def _length_order(table: dict[str, list], modalities: list[str]) -> list[int]:
     return sorted(range(len(lengths)), key=lengths.__getitem__)
 
 
-def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: list[str]) -> dict:
+def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: tuple[str, ...]) -> dict:
     """Pooled encoder output of a batch of single utterances (`model.tcmp.text_features` / `audio_features`)."""
     base = model.base_model
     count = len(next(iter(batch.values())))
@@ -158,7 +154,7 @@ def cached_feature_dataset(
             "(or call model.base_model.set_encoders_frozen(True))"
         )
     splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
-    modalities = _modalities(config)
+    modalities = config.input_modalities
     table, references = _unique_utterances(splits, modalities)
     content = hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
     layout = "rows sorted by length"  # the cache file's row order: part of what the fingerprint names
@@ -171,7 +167,7 @@ def cached_feature_dataset(
             else os.path.join(datasets_config.HF_DATASETS_CACHE, "tcmp_features")
         )
     os.makedirs(cache_dir, exist_ok=True)
-    collator = TCMPDataCollator(processor, use_text="text" in modalities, use_audio="audio" in modalities)
+    collator = TCMPDataCollator.for_model(processor, config)
     was_training = model.training
     model.eval()
     order = _length_order(table, modalities)  # similar lengths share a batch: little padding
@@ -197,4 +193,27 @@ def cached_feature_dataset(
     return result, feature_collator
 
 
-__all__ = ["cached_feature_dataset", "TCMPFeatureCollator", "encoder_fingerprint"]
+class CachedFeatureWindows(torch.utils.data.Dataset):
+    """
+    `PretrainingWindows` over feature-cached dialogues: each window's `feature_index` (one entry per utterance of the
+    whole dialogue in the cache) is cut to the window's utterances, like the text and audio columns.
+    """
+
+    def __init__(self, windows):
+        self.windows = windows
+
+    def set_epoch(self, epoch: int):
+        self.windows.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.windows[i]
+        if len(item["feature_index"]) != len(item["text"]):
+            start = item["window_start"]
+            item["feature_index"] = item["feature_index"][start : start + len(item["text"])]
+        return item
+
+
+__all__ = ["cached_feature_dataset", "CachedFeatureWindows", "TCMPFeatureCollator", "encoder_fingerprint"]

@@ -7,66 +7,22 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from safetensors import SafetensorError
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .checkpoints import require_folder_or_hub_id, verify_checksums, write_checksums
+from .checkpoints import require_folder_or_hub_id, saved_file_errors, verify_checksums, write_checksums
 from .configuration_tcmp import STREAMS, TCMPConfig
-from .errors import CheckpointError
-from .speech_front_end import use_contiguous_front_end
-
-CPU_AUDIO_CHUNK_SIZE = 2
-"""Utterances per speech-encoder pass on CPU under `encoder_chunk_size="auto"` (measured fastest: fp32 and bf16)."""
-
-
-@dataclass
-class TCMPStreamState:
-    """
-    What one stream keeps of each of B dialogues after n utterances, for continuing them later (`past_state`):
-
-    - `context_hidden` (B, d): the context GRU's state after utterance n-1;
-    - `recent_context` (B, 2, d): the context states c_{n-2}, c_{n-1} (zeros before the dialogue starts), the next
-      query's inputs;
-    - `memory_hidden` (B, d): the memory GRU's state after h_{n-3};
-    - `memory` (B, M, d) and `memory_mask` (B, M): the memory states h_j that the next prediction may read (j ≤ n-3,
-      the latest `attention_window` of them), right-aligned: the last real column of a row is its h_{n-3}.
-    """
-
-    context_hidden: torch.Tensor
-    recent_context: torch.Tensor
-    memory_hidden: torch.Tensor
-    memory: torch.Tensor
-    memory_mask: torch.BoolTensor
-
-    @classmethod
-    def empty(cls, batch_size: int, hidden_size: int, device=None, dtype=None) -> "TCMPStreamState":
-        zeros = torch.zeros(batch_size, hidden_size, device=device, dtype=dtype)
-        return cls(
-            zeros,
-            zeros.new_zeros(batch_size, 2, hidden_size),
-            zeros.clone(),
-            zeros.new_zeros(batch_size, 0, hidden_size),
-            torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
-        )
-
-
-@dataclass
-class TCMPDialogueState:
-    """
-    The causal state of B dialogues after `num_utterances` (B,) utterances each, one `TCMPStreamState` per stream:
-    everything the model needs to continue them utterance by utterance (as decoders pass `past_key_values`).
-    """
-
-    num_utterances: torch.LongTensor
-    streams: dict[str, TCMPStreamState]
+from .dialogue_state import TCMPDialogueState, TCMPStreamState
+from .gather import candidate_pool, gathering_world_size, global_count
+from .length_chunks import CPU_AUDIO_CHUNK_SIZE, encode_in_length_chunks
+from .speech_front_end import adapt_front_end, utterance_lengths
+from .validation import check_finite_weights, check_token_ids
 
 
 class TCMPInputs(TypedDict, total=False):
@@ -220,6 +176,15 @@ def masked_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.T
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
+def normalized_mean_pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real positions of each row, then L2 normalisation (the pooling of sentence encoders)."""
+    return F.normalize(masked_mean_pool(hidden_states, mask), dim=-1)
+
+
+TEXT_POOLING_FUNCTIONS = {"max_mean": masked_max_mean_pool, "normalized_mean": normalized_mean_pool}
+"""`config.text_pooling` → the function that pools the text encoder's output: the one place that reads it."""
+
+
 def _without_pooler(encoder: PreTrainedModel) -> PreTrainedModel:
     """TCMP pools hidden states itself: an encoder's own pooler would hold untrained, unused weights."""
     if getattr(encoder, "pooler", None) is not None:
@@ -260,9 +225,12 @@ class TCMPForthcomingPredictor(nn.Module):
     e_t = W_e [attention(q_t, h_{≤t-3}); q_t] with q_t = tanh(W_q [c_{t-1}; c_{t-2}]) and h = GRU(c).
 
     Nothing at or after position t enters e_t. Attention covers at most `attention_window` memory states
-    (`readable` is the one place this rule is written). The memory GRU runs two positions behind the context:
-    h_j is computed when it first becomes readable.
+    (`readable` and `still_readable` are the one place this rule is written, with `MEMORY_LAG`). The memory GRU runs
+    two positions behind the context: h_j is computed when it first becomes readable.
     """
+
+    MEMORY_LAG = 3
+    """e_t reads the memory states h_j with j ≤ t - MEMORY_LAG (and, with a window W, j > t - MEMORY_LAG - W)."""
 
     def __init__(self, hidden_size: int, attention_window: int | None, no_context: bool):
         super().__init__()
@@ -275,10 +243,19 @@ class TCMPForthcomingPredictor(nn.Module):
     def readable(self, query_positions: torch.Tensor, memory_positions: torch.Tensor) -> torch.BoolTensor:
         """(B, Q) query positions t, (B, M) memory positions j (-1: none) → (B, Q, M): t-3-window < j ≤ t-3."""
         query, memory = query_positions.unsqueeze(2), memory_positions.unsqueeze(1)
-        allowed = (memory >= 0) & (memory <= query - 3)
+        allowed = (memory >= 0) & (memory <= query - self.MEMORY_LAG)
         if self.attention_window is not None:
-            allowed = allowed & (memory > query - 3 - self.attention_window)
+            allowed = allowed & (memory > query - self.MEMORY_LAG - self.attention_window)
         return allowed
+
+    def still_readable(self, states: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The memory (B, M, d) with positions (B, M), right-aligned up to h_{n-3}, that a later prediction may still
+        read: the latest `attention_window` columns (all of them without a window).
+        """
+        if self.attention_window is None:
+            return states, positions
+        return states[:, -self.attention_window :], positions[:, -self.attention_window :]
 
     def forward(
         self,
@@ -434,11 +411,10 @@ class TCMPPreTrainedModel(PreTrainedModel):
         require_folder_or_hub_id(folder)
         if os.path.isdir(folder):
             verify_checksums(folder)
-        try:
+        with saved_file_errors(folder, cls):
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:
-            raise CheckpointError(f"cannot read the weights in {folder}: {error}") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
+        check_finite_weights(model, folder)
         model.base_model.apply_encoder_freezing()
         return loaded
 
@@ -459,7 +435,7 @@ class TCMPPreTrainedModel(PreTrainedModel):
         if text_model_path:
             base.text_model = _without_pooler(AutoModel.from_pretrained(text_model_path))
         if audio_model_path:
-            base.audio_model = use_contiguous_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
+            base.audio_model = adapt_front_end(_without_pooler(AutoModel.from_pretrained(audio_model_path)))
         base.apply_encoder_freezing()
         return model
 
@@ -474,7 +450,7 @@ class TCMPModel(TCMPPreTrainedModel):
         d = config.hidden_size
         self.text_model = _without_pooler(AutoModel.from_config(config.text_config)) if config.has_text else None
         self.audio_model = (
-            use_contiguous_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
+            adapt_front_end(_without_pooler(AutoModel.from_config(config.audio_config)))
             if config.has_audio
             else None
         )
@@ -549,8 +525,8 @@ class TCMPModel(TCMPPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         """
         The text encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's text
-        vector T_i in the shared space, after the projection (as CLIP's): (N, d). `kwargs`: `output_hidden_states`,
-        `output_attentions`.
+        vector T_i in the shared space, after the projection (as CLIP's): (N, d), the vectors `forward` uses.
+        `kwargs`: `output_hidden_states`, `output_attentions`.
         """
         output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **kwargs)
         output.pooler_output = self.text_projection(output.pooler_output)
@@ -560,7 +536,7 @@ class TCMPModel(TCMPPreTrainedModel):
     def get_audio_features(self, input_values, audio_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
         """
         The audio encoder's output on a flat batch of utterances, whose `pooler_output` is each utterance's audio
-        vector A_i in the shared space, after the projection (as CLIP's): (N, d).
+        vector A_i in the shared space, after the projection (as CLIP's): (N, d), the vectors `forward` uses.
         """
         output = self.audio_encoder_output(input_values, audio_attention_mask, **kwargs)
         output.pooler_output = self.audio_projection(output.pooler_output)
@@ -569,70 +545,76 @@ class TCMPModel(TCMPPreTrainedModel):
     def text_encoder_output(
         self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=None, output_attentions=None
     ) -> BaseModelOutputWithPooling:
-        """The text encoder in one pass over (N, L) tokens; `pooler_output`: the pooled features (N, text width)."""
-        if input_ids is None:
-            raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        """
+        The text encoder in one pass over (N, L) tokens, the one text path (`pooled_text_features` runs it in
+        chunks); `pooler_output`: each utterance's features pooled as `config.text_pooling` says (N, text width).
+        """
+        inputs = self._text_inputs(input_ids, attention_mask, token_type_ids)
+        check_token_ids(input_ids, self.text_model.get_input_embeddings().num_embeddings)
+        options = self._encoder_options(self.text_model, output_hidden_states, output_attentions)
         with self._encoder_grad():
-            output = self.text_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.text_model),
-                output_attentions=self._encoder_option("output_attentions", output_attentions, self.text_model),
-                return_dict=True,
-            )
-            pooled = masked_max_mean_pool(output.last_hidden_state, attention_mask)
+            output = self.text_model(**inputs, **options, return_dict=True)
+            pool = TEXT_POOLING_FUNCTIONS[self.config.text_pooling]
+            pooled = pool(output.last_hidden_state, inputs["attention_mask"])
         return BaseModelOutputWithPooling(output.last_hidden_state, pooled, output.hidden_states, output.attentions)
 
     def audio_encoder_output(
         self, input_values, audio_attention_mask=None, output_hidden_states=None, output_attentions=None
     ) -> BaseModelOutputWithPooling:
-        """The audio encoder in one pass over (N, samples); `pooler_output`: pooled real frames (N, audio width)."""
-        if input_values is None:
-            raise ValueError("this TCMP model has an audio encoder: pass input_values (audio for every utterance)")
-        if audio_attention_mask is None:
-            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-        with self._encoder_grad():
-            output = self.audio_model(
-                input_values,
-                attention_mask=audio_attention_mask,
-                output_hidden_states=self._encoder_option("output_hidden_states", output_hidden_states, self.audio_model),
-                output_attentions=self._encoder_option("output_attentions", output_attentions, self.audio_model),
-                return_dict=True,
-            )
+        """
+        The audio encoder in one pass over (N, samples), the one audio path (`pooled_audio_features` runs it in
+        chunks); `pooler_output`: each utterance's real frames, max+mean pooled (N, audio width). A group-norm front
+        end normalises each utterance over its own samples (`tcmp.speech_front_end`): padding changes nothing.
+        """
+        inputs = self._audio_inputs(input_values, audio_attention_mask)
+        mask = inputs["audio_attention_mask"]
+        options = self._encoder_options(self.audio_model, output_hidden_states, output_attentions)
+        with self._encoder_grad(), utterance_lengths(self.audio_model, mask):
+            output = self.audio_model(inputs["input_values"], attention_mask=mask, **options, return_dict=True)
             hidden = output.last_hidden_state
-            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
+            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], mask)
             pooled = masked_max_mean_pool(hidden, frame_mask)
         return BaseModelOutputWithPooling(hidden, pooled, output.hidden_states, output.attentions)
 
-    def _encoder_option(self, name: str, value: bool | None, encoder: PreTrainedModel) -> bool:
-        """`output_hidden_states` / `output_attentions`: the value given, else this config's or the encoder's."""
-        if value is not None:
-            return value
-        return bool(getattr(self.config, name) or getattr(encoder.config, name))
-
     def pooled_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """Pooled text-encoder output of each utterance, before the trainable projection: (N, text width)."""
+        """`text_encoder_output(...).pooler_output` (before the trainable projection), in chunks: (N, text width)."""
+        inputs = self._text_inputs(input_ids, attention_mask, token_type_ids)
+        return self._pooled_in_chunks(self.text_encoder_output, inputs, inputs["attention_mask"], auto_chunk_size=None)
+
+    def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
+        """`audio_encoder_output(...).pooler_output` (before the projection), in chunks: (N, audio width)."""
+        inputs = self._audio_inputs(input_values, audio_attention_mask)
+        auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
+        mask = inputs["audio_attention_mask"]
+        return self._pooled_in_chunks(self.audio_encoder_output, inputs, mask, auto_chunk_size)
+
+    def _pooled_in_chunks(self, encoder_output, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None):
+        """
+        `encoder_output(**inputs).pooler_output` over length-sorted chunks of `config.encoder_chunk_size` utterances
+        (`auto_chunk_size` under "auto"; one pass while `torch.export` traces, chunking being data-dependent), for
+        speed only: each utterance's features are its own whatever its batch, so the numbers are one pass's.
+        """
+        chunk_size = self.config.encoder_chunk_size
+        if chunk_size == "auto":
+            chunk_size = auto_chunk_size
+
+        def pooled(**rows):
+            return encoder_output(**rows, output_hidden_states=False, output_attentions=False).pooler_output
+
+        if chunk_size is None or torch.compiler.is_exporting():
+            return pooled(**inputs)
+        return encode_in_length_chunks(pooled, inputs, mask, chunk_size)
+
+    @staticmethod
+    def _text_inputs(input_ids, attention_mask, token_type_ids) -> dict:
         if input_ids is None:
             raise ValueError("this TCMP model has a text encoder: pass input_ids (the processor's text output)")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self._encode_in_length_chunks(self._pooled_text, inputs, attention_mask, auto_chunk_size=None)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
-    def _pooled_text(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
-        with self._encoder_grad():
-            hidden = self.text_model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            if self.config.text_pooling == "normalized_mean":
-                return F.normalize(masked_mean_pool(hidden, attention_mask), dim=-1)
-            return masked_max_mean_pool(hidden, attention_mask)
-
-    def pooled_audio_features(self, input_values, audio_attention_mask=None) -> torch.Tensor:
-        """Pooled audio-encoder output of each utterance (real frames only), before the projection: (N, audio width)."""
+    @staticmethod
+    def _audio_inputs(input_values, audio_attention_mask) -> dict:
         if input_values is None:
             raise ValueError(
                 "this TCMP model has an audio encoder: pass input_values (audio for every utterance), "
@@ -640,50 +622,15 @@ class TCMPModel(TCMPPreTrainedModel):
             )
         if audio_attention_mask is None:
             audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-        inputs = {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
-        auto_chunk_size = CPU_AUDIO_CHUNK_SIZE if input_values.device.type == "cpu" else None
-        # a group-norm front end (HuBERT-base, wav2vec 2.0-base) normalises over the padded time axis too
-        equal_lengths = getattr(self.config.audio_config, "feat_extract_norm", None) == "group"
-        return self._encode_in_length_chunks(
-            self._pooled_audio, inputs, audio_attention_mask, auto_chunk_size, equal_lengths
-        )
+        return {"input_values": input_values, "audio_attention_mask": audio_attention_mask}
 
-    def _pooled_audio(self, input_values, audio_attention_mask) -> torch.Tensor:
-        with self._encoder_grad():
-            hidden = self.audio_model(input_values, attention_mask=audio_attention_mask).last_hidden_state
-            frame_mask = self.audio_model._get_feature_vector_attention_mask(hidden.shape[1], audio_attention_mask)
-            return masked_max_mean_pool(hidden, frame_mask)
-
-    def _encode_in_length_chunks(
-        self, encode, inputs: dict, mask: torch.Tensor, auto_chunk_size: int | None, equal_lengths: bool = False
-    ) -> torch.Tensor:
-        """
-        `encode(**inputs)` over the utterances sorted by length (`mask` sums), `config.encoder_chunk_size` at a time
-        (`auto_chunk_size` when that is `"auto"`; `None`: one pass), each chunk cut to its own longest utterance (when
-        the chunk is right-padded); rows come back in input order. `equal_lengths`: a chunk only holds utterances of
-        one length, so none is padded against another (for encoders whose output depends on the padding).
-        """
-        chunk_size = self.config.encoder_chunk_size
-        if chunk_size == "auto":
-            chunk_size = auto_chunk_size
-        mixes_lengths = equal_lengths and not bool(mask.all())
-        if not mixes_lengths and (chunk_size is None or mask.shape[0] <= chunk_size):
-            return encode(**inputs)
-        lengths = mask.sum(dim=1)
-        order = lengths.argsort(stable=True)
-        groups = [order]
-        if equal_lengths:
-            groups = order.split(lengths[order].unique_consecutive(return_counts=True)[1].tolist())
-        pieces = []
-        for group in groups:
-            for rows in group.split(chunk_size or len(group)):
-                longest = max(int(lengths[rows].max()), 1)
-                if mask[rows, longest:].any():
-                    longest = mask.shape[1]
-                pieces.append(
-                    encode(**{name: None if x is None else x[rows, :longest] for name, x in inputs.items()})
-                )
-        return torch.cat(pieces)[order.argsort(stable=True)]
+    def _encoder_options(self, encoder: PreTrainedModel, output_hidden_states, output_attentions) -> dict[str, bool]:
+        """`output_hidden_states` / `output_attentions`: the values given, else this config's or the encoder's."""
+        given = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        return {
+            name: bool(getattr(self.config, name) or getattr(encoder.config, name)) if value is None else value
+            for name, value in given.items()
+        }
 
     def encode_utterances(
         self,
@@ -700,9 +647,9 @@ class TCMPModel(TCMPPreTrainedModel):
         """
         Encode a flat batch of utterances once each → (stream name → (num_utterances, d), encoder name → its output
         when hidden states or attentions are asked for). Precomputed encoder features (`text_features` /
-        `audio_features`, e.g. a feature cache of frozen encoders) skip the encoders. The encoders run in
-        length-sorted chunks (`config.encoder_chunk_size`), or in one pass when their hidden states or attentions
-        are asked for or while `torch.export` traces the model (chunking is data-dependent).
+        `audio_features`, e.g. a feature cache of frozen encoders: `pooled_*_features`) skip the encoders. The
+        encoders run in one pass when their hidden states or attentions are asked for, else in chunks
+        (`pooled_*_features`): the same numbers.
         """
         vectors, encoder_outputs = {}, {}
         options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
@@ -710,15 +657,14 @@ class TCMPModel(TCMPPreTrainedModel):
             if encoder is None:
                 continue
             features = text_features if name == "text" else audio_features
-            wanted = any(self._encoder_option(option, value, encoder) for option, value in options.items())
-            if features is None and (wanted or torch.compiler.is_exporting()):
+            wanted = any(self._encoder_options(encoder, **options).values())
+            if features is None and wanted:
                 if name == "text":
                     output = self.text_encoder_output(input_ids, attention_mask, token_type_ids, **options)
                 else:
                     output = self.audio_encoder_output(input_values, audio_attention_mask, **options)
                 features = output.pooler_output
-                if wanted:
-                    encoder_outputs[name] = output
+                encoder_outputs[name] = output
             elif features is None and name == "text":
                 features = self.pooled_text_features(input_ids, attention_mask, token_type_ids)
             elif features is None:
@@ -735,6 +681,7 @@ class TCMPModel(TCMPPreTrainedModel):
         utterance_mask: torch.BoolTensor,
         past_state: TCMPDialogueState | None = None,
         use_cache: bool = False,
+        streams: tuple[str, ...] | None = None,
         **inputs: Unpack[TCMPInputs],
     ) -> TCMPModelOutput:
         r"""
@@ -746,14 +693,17 @@ class TCMPModel(TCMPPreTrainedModel):
         use_cache (`bool`, defaults to `False`):
             Also return the dialogues' state after the given utterances (`past_state` of the output); then every
             utterance slot must be real.
+        streams (`tuple[str, ...]`, *optional*):
+            The streams whose context and predictions to compute (default: every stream the encoders give); the
+            others' predictions are zeros and they keep no state.
         **inputs (`TCMPInputs`):
             The real utterances' text and/or audio (or precomputed features), and `output_hidden_states` /
             `output_attentions`.
         """
         self._check_inputs(inputs)
-        utterance_mask = self._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
+        utterance_mask = self._check_utterance_mask(utterance_mask, inputs, use_cache)
         flat, encoder_outputs = self.encode_utterances(**inputs)
-        outputs = self.dialogue_forward(flat, utterance_mask, past_state, use_cache)
+        outputs = self.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams)
         outputs.text_model_output = encoder_outputs.get("text")
         outputs.audio_model_output = encoder_outputs.get("audio")
         return outputs
@@ -784,7 +734,7 @@ class TCMPModel(TCMPPreTrainedModel):
             predicted, memory = self.predictor[stream](context, utterance_mask, past, num_past)
             forthcoming.append(predicted)
             if use_cache:
-                states[stream] = _next_stream_state(context, context_states, past, memory, self.config.attention_window)
+                states[stream] = _next_stream_state(context, context_states, past, memory, self.predictor[stream])
         reference = next(f for f in forthcoming if f is not None)
         forthcoming = torch.stack([f if f is not None else torch.zeros_like(reference) for f in forthcoming], dim=2)
         next_state = None
@@ -801,11 +751,10 @@ class TCMPModel(TCMPPreTrainedModel):
         )
 
     @staticmethod
-    def _check_utterance_mask(
-        utterance_mask, input_ids=None, input_values=None, text_features=None, audio_features=None, use_cache=False
-    ) -> torch.BoolTensor:
+    def _check_utterance_mask(utterance_mask, inputs: dict, use_cache: bool) -> torch.BoolTensor:
         """
-        The mask as booleans, after checking it against the inputs; the checks that read tensor values are left out
+        The mask as booleans, after checking it against the inputs (`TCMPInputs`: one row per real utterance in
+        `input_ids`, `input_values`, `text_features`, `audio_features`); the checks that read tensor values are left out
         while `torch.export` traces the model (an exported program takes the inputs it was traced for on trust).
         """
         if utterance_mask is None or utterance_mask.dim() != 2:
@@ -821,13 +770,8 @@ class TCMPModel(TCMPPreTrainedModel):
                 "continue dialogues of different lengths in separate calls"
             )
         num_real = int(utterance_mask.sum())
-        inputs = {
-            "input_ids": input_ids,
-            "input_values": input_values,
-            "text_features": text_features,
-            "audio_features": audio_features,
-        }
-        for name, tensor in inputs.items():
+        for name in ("input_ids", "input_values", "text_features", "audio_features"):
+            tensor = inputs.get(name)
             if tensor is not None and tensor.shape[0] != num_real:
                 raise ValueError(
                     f"{name} has {tensor.shape[0]} rows but utterance_mask marks {num_real} real utterances; "
@@ -849,7 +793,7 @@ def place_on_grid(vectors: torch.Tensor, utterance_mask: torch.BoolTensor) -> to
     return grid.masked_fill(~utterance_mask.unsqueeze(-1), 0)
 
 
-def _next_stream_state(context, context_states, past, memory, window) -> TCMPStreamState:
+def _next_stream_state(context, context_states, past, memory, predictor) -> TCMPStreamState:
     """A stream's state after the new utterances (every slot real): GRU states, the last two c, the readable memory."""
     batch_size, _, hidden_size = context.shape
     if past is None:
@@ -860,8 +804,7 @@ def _next_stream_state(context, context_states, past, memory, window) -> TCMPStr
     if memory is None:
         return TCMPStreamState(context_states[:, -1], recent, past.memory_hidden, past.memory, past.memory_mask)
     states, positions, memory_hidden = memory
-    if window is not None:
-        states, positions = states[:, -window:], positions[:, -window:]
+    states, positions = predictor.still_readable(states, positions)
     return TCMPStreamState(context_states[:, -1], recent, memory_hidden, states, positions >= 0)
 
 
@@ -930,14 +873,15 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         """
         self._check_inputs(inputs)
         base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs))
-        flat, encoder_outputs = base.encode_utterances(**inputs)
-        outputs = base.dialogue_forward(flat, utterance_mask)
+        outputs = base(utterance_mask, return_dict=True, **inputs)
+        utterance_mask = outputs.utterance_mask
+        grids = {"text": outputs.text_embeds, "audio": outputs.audio_embeds, "fused": outputs.fused_embeds}
+        flat = {stream: grid[utterance_mask] for stream, grid in grids.items() if grid is not None}
         batch_size, length = utterance_mask.shape
         row_of_utterance = torch.arange(batch_size, device=utterance_mask.device).repeat_interleave(
             utterance_mask.sum(dim=1)
         )
-        world_size = _gathering_world_size(self.config)
+        world_size = gathering_world_size(self.config.gather_negatives)
         if world_size > 1 and dialogue_ids is None:
             raise ValueError("gathering negatives across processes needs dialogue_ids that are unique across them")
         if dialogue_ids is None:
@@ -955,7 +899,7 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             )
         matching_loss = None
         if "text" in flat and "audio" in flat:
-            num_matched = _global_count(row_of_utterance.shape[0], world_size, utterance_mask.device)
+            num_matched = global_count(row_of_utterance.shape[0], world_size, utterance_mask.device)
             matching_loss = text_audio_matching_loss(
                 flat["text"], flat["audio"], row_of_utterance, num_matched / world_size
             )
@@ -965,8 +909,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         prediction_labels = flat_index[prediction_mask]
         prediction_dialogue = dialogue_ids.unsqueeze(1).expand(batch_size, length)[prediction_mask]
         predicted = outputs.forthcoming_embeds[:, :length][prediction_mask]
-        num_predictions = _global_count(prediction_labels.shape[0], world_size, utterance_mask.device)
-        candidates, candidate_dialogue, label_offset = _candidate_pool(
+        num_predictions = global_count(prediction_labels.shape[0], world_size, utterance_mask.device)
+        candidates, candidate_dialogue, label_offset = candidate_pool(
             flat, negatives, dialogue_ids[row_of_utterance], world_size
         )
         allowed = self._candidate_mask(prediction_labels + label_offset, prediction_dialogue, candidate_dialogue)
@@ -999,8 +943,8 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
             target_embeds=torch.stack(targets, dim=1),
             prediction_dialogue_ids=prediction_dialogue,
             prediction_mask=prediction_mask,
-            text_model_output=encoder_outputs.get("text"),
-            audio_model_output=encoder_outputs.get("audio"),
+            text_model_output=outputs.text_model_output,
+            audio_model_output=outputs.audio_model_output,
         )
 
     def _candidate_mask(self, labels, prediction_dialogue, candidate_dialogue) -> torch.BoolTensor:
@@ -1017,75 +961,6 @@ class TCMPForPreTraining(TCMPPreTrainedModel):
         allowed = negative.clone()
         allowed[torch.arange(labels.shape[0], device=labels.device), labels] = True
         return allowed
-
-
-def _gathering_world_size(config: TCMPConfig) -> int:
-    """Processes whose utterances serve as candidates: all of them with `gather_negatives` under torch.distributed."""
-    if config.gather_negatives and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-def _global_count(count: int, world_size: int, device) -> int:
-    """`count` summed over the processes (the normaliser of a loss averaged over all of them)."""
-    if world_size == 1:
-        return count
-    total = torch.tensor([count], device=device)
-    dist.all_reduce(total)
-    return int(total)
-
-
-def _gather_rows(tensor: torch.Tensor, world_size: int, fill: float = 0) -> torch.Tensor:
-    """Every process's rows, each process's block padded to the longest with `fill`; gradients flow back."""
-    size = torch.tensor([tensor.shape[0]], device=tensor.device)
-    sizes = [torch.zeros_like(size) for _ in range(world_size)]
-    dist.all_gather(sizes, size)
-    longest = int(max(sizes))
-    padded = torch.cat([tensor, tensor.new_full((longest - tensor.shape[0], *tensor.shape[1:]), fill)])
-    return _AllGather.apply(padded)
-
-
-class _AllGather(torch.autograd.Function):
-    """All processes' equal-sized blocks, concatenated; each block's gradient is summed over the processes' losses."""
-
-    @staticmethod
-    def forward(ctx, block: torch.Tensor) -> torch.Tensor:
-        blocks = [torch.empty_like(block) for _ in range(dist.get_world_size())]
-        dist.all_gather(blocks, block.contiguous())
-        return torch.cat(blocks)
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
-        gradient = gradient.contiguous()
-        dist.all_reduce(gradient)
-        return gradient.chunk(dist.get_world_size())[dist.get_rank()]
-
-
-def _candidate_pool(flat: dict, negatives: dict, utterance_dialogue: torch.Tensor, world_size: int):
-    """
-    The forthcoming-prediction candidates per stream: the batch's utterances, then the extra negatives — every
-    process's when `world_size` > 1 (open_clip's gather design: each process scores its own predictions against
-    all). Returns them, their dialogue ids (-1: extra negative, -2: padding) and where this process's utterances start.
-    """
-    extra_dialogue = torch.full(
-        (next(iter(negatives.values())).shape[0] if negatives else 0,), -1, device=utterance_dialogue.device
-    )
-    if world_size == 1:
-        candidates = {s: torch.cat([v, negatives[s]]) if s in negatives else v for s, v in flat.items()}
-        return candidates, torch.cat([utterance_dialogue, extra_dialogue]), 0
-    dialogue = _gather_rows(utterance_dialogue, world_size, fill=-2)
-    label_offset = dist.get_rank() * (dialogue.shape[0] // world_size)
-    candidates = {s: _gather_rows(v, world_size) for s, v in flat.items()}
-    if negatives:
-        extra_dialogue = _gather_rows(extra_dialogue, world_size, fill=-2)
-        candidates = {s: torch.cat([v, _gather_rows(negatives[s], world_size)]) for s, v in candidates.items()}
-    return candidates, torch.cat([dialogue, extra_dialogue]), label_offset
-
-
-def _counted_inputs(inputs: dict) -> dict:
-    """The inputs whose rows `_check_utterance_mask` counts against the real utterances."""
-    names = ("input_ids", "input_values", "text_features", "audio_features")
-    return {name: inputs.get(name) for name in names}
 
 
 class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
@@ -1140,21 +1015,20 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             given utterances (as `TCMPModel.forward`; the streaming predictor passes one utterance at a time).
         """
         self._check_inputs(inputs)
-        base = self.tcmp
-        utterance_mask = base._check_utterance_mask(utterance_mask, **_counted_inputs(inputs), use_cache=use_cache)
-        lengths = utterance_mask.sum(dim=1)
+        outputs = self.tcmp(
+            utterance_mask, past_state, use_cache, streams=self.config.active_streams, return_dict=True, **inputs
+        )
+        lengths = outputs.utterance_mask.sum(dim=1)
         seen = lengths if past_state is None else lengths + past_state.num_utterances
         if not torch.compiler.is_exporting() and (seen == 0).any():
             empty = int((seen == 0).nonzero()[0])
             raise ValueError(
                 f"sample {empty} of the batch has an empty context: pre-recognition needs at least one earlier utterance"
             )
-        flat, encoder_outputs = base.encode_utterances(**inputs)
-        outputs = base.dialogue_forward(flat, utterance_mask, past_state, use_cache, streams=self.config.active_streams)
         per_position = labels is not None and labels.dim() == 2 and not labels.is_floating_point()
         if per_position and self.config.problem_type != "multi_label_classification":
             return self._score_positions(outputs, labels)
-        rows = torch.arange(utterance_mask.shape[0], device=utterance_mask.device)
+        rows = torch.arange(lengths.shape[0], device=lengths.device)
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
         if labels is not None:
@@ -1164,8 +1038,8 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             logits=logits,
             forthcoming_embeds=forthcoming,
             past_state=outputs.past_state,
-            text_model_output=encoder_outputs.get("text"),
-            audio_model_output=encoder_outputs.get("audio"),
+            text_model_output=outputs.text_model_output,
+            audio_model_output=outputs.audio_model_output,
         )
 
     def _score_positions(self, outputs: TCMPModelOutput, labels: torch.Tensor) -> TCMPPreRecognitionOutput:

@@ -16,6 +16,7 @@ from transformers.trainer_utils import sort_checkpoints
 
 from .checkpoints import CHECKSUM_FILE, verify_checksums
 from .errors import SCRIPT_ERRORS, CheckpointError, DiskSpaceError, PreflightError
+from .output_dir import RUN_MARKER, WRITE_PROBE, check_output_dir, mark_own_run
 
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def check_writable(folder: str, purpose: str) -> None:
         raise PreflightError(f"the {purpose} {folder} cannot be created: {error.strerror or error}") from None
     if created:
         CREATED_FOLDERS.append(top)
-    probe = os.path.join(folder, f".tcmp_write_probe_{os.getpid()}")
+    probe = os.path.join(folder, f"{WRITE_PROBE}{os.getpid()}")
     try:
         with open(probe, "wb") as handle:
             handle.write(b"probe")
@@ -190,9 +191,13 @@ def preflight(args) -> None:
     """
     Check a run's `TCMPTrainingArguments` before any work: `output_dir` (and `TENSORBOARD_LOGGING_DIR` when
     TensorBoard logs elsewhere) writable with `min_free_disk_gb` GB free, without an earlier run's checkpoints
-    unless resumed or overwritten (`check_earlier_run`); `resume_from_checkpoint` is resolved to a complete folder.
+    unless resumed or overwritten (`check_earlier_run`), and holding nothing but our own runs unless resumed or
+    overwritten (`check_output_dir`; the main process then marks it as ours); `resume_from_checkpoint` is resolved
+    to a complete folder.
     """
     check_earlier_run(args)
+    resuming = args.resume_from_checkpoint is not None
+    check_output_dir(args.output_dir, "--output_dir", args.overwrite_output_dir or resuming)
     folders = [(args.output_dir, "output folder (--output_dir)")]
     logging_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
     if logging_dir and "tensorboard" in (args.report_to or []):
@@ -200,14 +205,18 @@ def preflight(args) -> None:
     for folder, purpose in folders:
         check_writable(folder, purpose)
         check_free_space(folder, args.min_free_disk_gb, purpose)
+    if args.should_save:
+        mark_own_run(args.output_dir)
     args.resume_from_checkpoint = resume_checkpoint(args.output_dir, args.resume_from_checkpoint, trainer_files(args))
 
 
 def remove_created_folders() -> None:
-    """Remove the folders in `CREATED_FOLDERS` that are still empty (with their empty subfolders)."""
+    """Remove the folders in `CREATED_FOLDERS` that are still empty but for our run marker (with their empty subfolders)."""
     for top in reversed(CREATED_FOLDERS):
         for folder, subfolders, files in os.walk(top, topdown=False):
-            if not files and not os.listdir(folder):
+            if os.listdir(folder) == [RUN_MARKER]:
+                os.remove(os.path.join(folder, RUN_MARKER))
+            if not os.listdir(folder):
                 os.rmdir(folder)
     CREATED_FOLDERS.clear()
 

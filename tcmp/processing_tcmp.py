@@ -3,13 +3,20 @@
 import os
 
 import numpy as np
+
+# scipy (resampling) and soundfile (audio files) are imported by `audio_utils` where first needed. They are imported
+# here too because Transformers checks the imports of the module it loads from a folder (`trust_remote_code=True`),
+# not those of the modules it imports: a folder loaded where they are missing stops with Transformers' message "This
+# modeling file requires the following packages that were not found in your environment: scipy, soundfile".
+import scipy  # noqa: F401
+import soundfile  # noqa: F401
 import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_utils import check_sampling_rate, decode_file, decode_samples
+from .checkpoints import saved_file_errors
 from .errors import TCMPInputError
-
 
 MIN_AUDIO_SAMPLES = 400
 """Audio shorter than this (one 25 ms frame of the usual speech encoders at 16 kHz) is zero-padded to it."""
@@ -67,6 +74,12 @@ class TCMPProcessor(ProcessorMixin):
         super().__init__(feature_extractor, tokenizer)
         self.max_text_length = max_text_length
         self.max_audio_length = max_audio_length
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As `ProcessorMixin.from_pretrained`; a truncated or damaged file of a saved folder is one line naming it."""
+        with saved_file_errors(str(pretrained_model_name_or_path)):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @property
     def sampling_rate(self) -> int:

@@ -1,49 +1,14 @@
 """Turn-by-turn emotion pre-recognition: each new utterance is encoded once and advances a small causal state."""
 
-from dataclasses import dataclass, field
+import functools
+import threading
+from dataclasses import dataclass
 
 import torch
 
-from .modeling_tcmp import TCMPDialogueState, TCMPForEmotionPreRecognition, TCMPStreamState
+from .dialogue_state import TCMPDialogueState
+from .modeling_tcmp import TCMPForEmotionPreRecognition
 from .processing_tcmp import TCMPProcessor, check_utterance
-
-
-@dataclass
-class StreamState:
-    """
-    What one stream (text, audio or fused) of one conversation keeps after n utterances:
-
-    - `context_hidden` (d,): the context GRU's state after utterance n-1;
-    - `recent_context` (2, d): the context states c_{n-2}, c_{n-1} (zeros before the dialogue starts), the query's inputs;
-    - `memory_hidden` (d,): the memory GRU's state after h_{n-3};
-    - `memory` (k, d): the memory states h_j, j ≤ n-3, that the next prediction may attend to — the latest
-      `attention_window` of them (all of them when the window is `None`, so then it grows with the dialogue).
-    """
-
-    context_hidden: torch.Tensor
-    recent_context: torch.Tensor
-    memory_hidden: torch.Tensor
-    memory: torch.Tensor
-
-    @classmethod
-    def empty(cls, hidden_size: int, device, dtype) -> "StreamState":
-        zeros = torch.zeros(hidden_size, device=device, dtype=dtype)
-        return cls(zeros, zeros.new_zeros(2, hidden_size), zeros, zeros.new_zeros(0, hidden_size))
-
-    def num_elements(self) -> int:
-        return sum(t.numel() for t in (self.context_hidden, self.recent_context, self.memory_hidden, self.memory))
-
-
-@dataclass
-class SessionState:
-    """One conversation: how many utterances it has had and the state of each stream the classifier uses."""
-
-    turns: int = 0
-    streams: dict[str, StreamState] = field(default_factory=dict)
-
-    def num_elements(self) -> int:
-        """Number of tensor elements held: bounded by the attention window, whatever the number of turns."""
-        return sum(state.num_elements() for state in self.streams.values())
 
 
 @dataclass
@@ -53,6 +18,17 @@ class NextEmotion:
     label: str
     probabilities: dict[str, float]
     logits: torch.Tensor
+
+
+def one_call_at_a_time(method):
+    """Run a `StreamingPreRecognizer` method under its lock: a session's state is read, advanced and written whole."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class StreamingPreRecognizer:
@@ -72,6 +48,10 @@ class StreamingPreRecognizer:
 
     Only the streams the classifier uses (`config.active_streams`) are computed; the others are zero, as in the model.
 
+    Thread-safe: one recognizer may be shared by several threads (e.g. a web server's). Its calls run one at a
+    time (a lock per recognizer), so no utterance is lost and each session advances in the order its calls got the
+    lock; to use the model on many sessions at once, give them to one `add_utterances` call (one batched pass).
+
     Example:
 
     ```python
@@ -87,7 +67,9 @@ class StreamingPreRecognizer:
         self.model = model.eval()
         self.processor = processor
         self.config = model.config
-        self.sessions: dict[str, SessionState] = {}
+        self.sessions: dict[str, TCMPDialogueState] = {}
+        """Each session's state: a batch of one dialogue (`TCMPDialogueState.row`), its real memory only."""
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, folder: str, **model_kwargs) -> "StreamingPreRecognizer":
@@ -95,6 +77,7 @@ class StreamingPreRecognizer:
         model = TCMPForEmotionPreRecognition.from_pretrained(folder, **model_kwargs)
         return cls(model, TCMPProcessor.from_pretrained(folder))
 
+    @one_call_at_a_time
     def reset(self, session: str | None = "default"):
         """Forget one conversation (or every conversation with `session=None`)."""
         if session is None:
@@ -109,6 +92,7 @@ class StreamingPreRecognizer:
         utterance = {"text": text, "audio": audio, "sampling_rate": sampling_rate, "speaker": speaker}
         return self.add_utterances({session: utterance})[session]
 
+    @one_call_at_a_time
     @torch.no_grad()
     def add_utterances(self, utterances: dict[str, dict]) -> dict[str, NextEmotion]:
         """
@@ -129,49 +113,16 @@ class StreamingPreRecognizer:
             **{k: v.to(device) for k, v in batch.items()}, past_state=self._past_state(names), use_cache=True
         )
         for row, name in enumerate(names):
-            self.sessions[name] = self._session_state(outputs.past_state, row)
+            self.sessions[name] = outputs.past_state.row(row)
         return {name: self._prediction(row) for name, row in zip(names, outputs.logits)}
 
     def _past_state(self, names: list[str]) -> TCMPDialogueState:
         """The sessions' states as one batch for the model (a new session starts from zeros, as a dialogue does)."""
         parameter = next(self.model.parameters())
-        hidden_size, device, dtype = self.config.hidden_size, parameter.device, parameter.dtype
-        sessions = [self.sessions.get(name) for name in names]
-        streams = {}
-        for stream in self.config.active_streams:
-            states = [
-                StreamState.empty(hidden_size, device, dtype) if s is None else s.streams[stream] for s in sessions
-            ]
-            width = max(state.memory.shape[0] for state in states)
-            memory = torch.zeros(len(states), width, hidden_size, device=device, dtype=dtype)
-            memory_mask = torch.zeros(len(states), width, dtype=torch.bool, device=device)
-            for row, state in enumerate(states):
-                kept = state.memory.shape[0]
-                memory[row, width - kept :] = state.memory
-                memory_mask[row, width - kept :] = True
-            streams[stream] = TCMPStreamState(
-                context_hidden=torch.stack([state.context_hidden for state in states]),
-                recent_context=torch.stack([state.recent_context for state in states]),
-                memory_hidden=torch.stack([state.memory_hidden for state in states]),
-                memory=memory,
-                memory_mask=memory_mask,
-            )
-        turns = torch.tensor([0 if s is None else s.turns for s in sessions], device=device)
-        return TCMPDialogueState(num_utterances=turns, streams=streams)
-
-    @staticmethod
-    def _session_state(state: TCMPDialogueState, row: int) -> SessionState:
-        """Row `row` of the model's batched state, keeping only its real memory states."""
-        streams = {
-            stream: StreamState(
-                context_hidden=s.context_hidden[row],
-                recent_context=s.recent_context[row],
-                memory_hidden=s.memory_hidden[row],
-                memory=s.memory[row][s.memory_mask[row]],
-            )
-            for stream, s in state.streams.items()
-        }
-        return SessionState(turns=int(state.num_utterances[row]), streams=streams)
+        new = TCMPDialogueState.empty(
+            1, self.config.active_streams, self.config.hidden_size, parameter.device, parameter.dtype
+        )
+        return TCMPDialogueState.stack([self.sessions.get(name, new) for name in names])
 
     def _prediction(self, logits: torch.Tensor) -> NextEmotion:
         probabilities = logits.softmax(-1).tolist()
@@ -180,4 +131,4 @@ class StreamingPreRecognizer:
         return NextEmotion(names[top], dict(zip(names, probabilities)), logits)
 
 
-__all__ = ["StreamingPreRecognizer", "SessionState", "StreamState", "NextEmotion"]
+__all__ = ["StreamingPreRecognizer", "NextEmotion"]

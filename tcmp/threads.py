@@ -1,27 +1,27 @@
 """
-CPU threads that hold up on a shared machine.
+CPU threads that hold up on a shared machine: `configure_threads()`, which the training scripts call (an application
+calls it itself: `import tcmp` changes no process-wide setting).
 
 PyTorch's OpenMP threads spin while they wait for each other. When another process holds a core, the small
 sequential operations of TCMP (GRU steps, the predictor, the classifier) then run tens of times slower with two
-threads than with one (`benchmarks/bench_busy_machine.py`). So, unless the user chose otherwise:
+threads than with one (`benchmarks/bench_busy_machine.py`). So the thread count follows what the process may really
+use — its CPU affinity and its cgroup CPU quota (containers, CI runners, `docker --cpus`), not the machine's core
+count — less the CPUs other processes already keep busy (the machine's CPUs minus its 1-minute load average): with
+one of two cores busy, one thread runs the main job 3.3× faster than two.
 
-- `OMP_WAIT_POLICY=PASSIVE`: waiting threads sleep instead of spinning. It must be set before PyTorch loads its
-  OpenMP runtime, so `import tcmp` sets it first (it has no effect if `torch` was imported before `tcmp`);
-- the thread count follows what the process may really use — its CPU affinity and its cgroup CPU quota (containers,
-  CI runners, `docker --cpus`), not the machine's core count — less the CPUs other processes already keep busy
-  (the machine's CPUs minus its 1-minute load average): with one of two cores busy, one thread runs the main job
-  3.3× faster than two, even with passive waits.
-
-Set `OMP_WAIT_POLICY` or `OMP_NUM_THREADS` yourself (to anything) and tcmp leaves that setting alone.
+Set `OMP_NUM_THREADS` yourself (to anything) and tcmp leaves the thread count alone. Passive OpenMP waits
+(`OMP_WAIT_POLICY=PASSIVE`) must be in the environment before Python starts: OpenMP reads it when PyTorch loads,
+and every tcmp module loads PyTorch.
 """
 
+import functools
+import logging
 import math
 import os
+import sys
 
 
-def prefer_passive_openmp() -> None:
-    """Ask OpenMP to let waiting threads sleep, unless `OMP_WAIT_POLICY` is already set."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+logger = logging.getLogger(__name__)
 
 
 def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
@@ -85,3 +85,23 @@ def limit_torch_threads() -> int:
         if torch.get_num_threads() > wanted:
             torch.set_num_threads(wanted)
     return torch.get_num_threads()
+
+
+@functools.cache
+def configure_threads() -> int:
+    """
+    Choose this process's PyTorch thread count for a shared machine (`limit_torch_threads`), once: later calls
+    return the first choice. Says what it chose in one line, through logging where INFO records are emitted (the
+    training scripts), else on stderr. Returns the thread count.
+    """
+    count = limit_torch_threads()
+    if "OMP_NUM_THREADS" in os.environ:
+        why = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+    else:
+        why = f"{usable_cpus()} usable CPU(s) less those other processes keep busy; set OMP_NUM_THREADS to choose"
+    text = f"tcmp: {count} PyTorch thread(s) ({why})"
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(text)
+    else:
+        print(text, file=sys.stderr)
+    return count

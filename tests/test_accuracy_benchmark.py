@@ -10,7 +10,6 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 
 from tests.data.test_dailydialog import write_release
 
-pytest.importorskip("sklearn", reason="the benchmark's baselines need scikit-learn (the [benchmarks] extra)")
 
 PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "accuracy.py")
 spec = importlib.util.spec_from_file_location("accuracy_benchmark", PATH)

@@ -106,6 +106,37 @@ print("OK")
     run_without_tcmp(script, tmp_path)
 
 
+def test_a_folder_loaded_without_scipy_and_soundfile_says_they_are_needed(config, processor, tmp_path):
+    """Transformers' check of a remote module's imports names the audio packages, where they are not installed (the
+    model alone, which needs neither, still loads)."""
+    TCMPForEmotionPreRecognition(config).save_pretrained(tmp_path / "saved")
+    processor.save_pretrained(tmp_path / "saved")
+    script = f"""
+import sys
+sys.modules["tcmp"] = None
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+for name in [name for name in sys.modules if name.split(".")[0] in ("scipy", "soundfile")]:
+    del sys.modules[name]  # as in an environment without them: imported again, they are not found
+
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("scipy", "soundfile"):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+
+sys.meta_path.insert(0, NotInstalled())
+AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "saved")!r}, trust_remote_code=True)
+try:
+    AutoProcessor.from_pretrained({str(tmp_path / "saved")!r}, trust_remote_code=True)
+    raise SystemExit("the processor loaded without scipy and soundfile")
+except ImportError as error:
+    assert "requires the following packages that were not found in your environment: scipy, soundfile" in str(error), error
+print("OK")
+"""
+    run_without_tcmp(script, tmp_path)
+
+
 def test_from_text_audio_pretrained_loads_both_local_encoders(tokenizer, make_batch, tmp_path):
     text_encoder = AutoModel.from_config(tiny_text_config(len(tokenizer)))
     audio_encoder = AutoModel.from_config(tiny_audio_config())

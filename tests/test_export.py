@@ -45,7 +45,7 @@ def test_exported_streaming_step_gives_the_eager_logits_and_state_turn_by_turn(e
         expected = recognizer.add_utterance(utterance["text"], utterance["audio"], utterance["sampling_rate"])
         torch.testing.assert_close(logits[0], expected.logits, atol=1e-5, rtol=1e-5)
         assert int(state[0]) == turn + 1
-    kept = recognizer.sessions["default"].streams["text"].memory
+    kept = recognizer.sessions["default"].streams["text"].memory[0]
     assert torch.equal(state[step.state_names.index("text_memory_mask") + 1][0], torch.tensor([True, True]))
     torch.testing.assert_close(state[step.state_names.index("text_memory") + 1][0], kept, atol=1e-5, rtol=1e-5)
 

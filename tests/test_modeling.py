@@ -227,25 +227,6 @@ def test_pretraining_batch_equals_each_dialogue_alone(config_each_front_end, mak
         assert torch.allclose(together.target_embeds[rows], alone.target_embeds, atol=1e-5)
 
 
-def test_group_norm_front_end_never_encodes_padding(tokenizer, make_batch):
-    model = TCMPModel(tiny_config(len(tokenizer), feat_extract_norm="group", encoder_chunk_size=None)).eval()
-    dialogues = random_dialogues(19, [3, 4])
-    dialogues[1][0]["audio"] = dialogues[0][2]["audio"][::-1].copy()  # two utterances of one length share a pass
-    dialogues[1][3]["audio"] = dialogues[0][2]["audio"][:1000].copy()
-    calls = []
-    model.audio_model.register_forward_hook(
-        lambda module, args, kwargs, out: calls.append((args[0].shape, bool(kwargs["attention_mask"].all()))),
-        with_kwargs=True,
-    )
-    batch = make_batch(dialogues)
-    together = model(**batch).audio_embeds[batch["utterance_mask"]]
-    assert len(calls) == 6 and all(unpadded for _, unpadded in calls)  # 7 utterances, 6 lengths
-    assert sorted(shape for shape, _ in calls)[0] == (1, 1000) and sum(shape[0] for shape, _ in calls) == 7
-    flat = [u for dialogue in dialogues for u in dialogue]
-    for utterance, vector in zip(flat, together):
-        assert torch.allclose(model(**make_batch([[utterance]])).audio_embeds[0, 0], vector, atol=1e-5)
-
-
 def test_context_of_one_utterance_works_and_zero_is_an_error(config, make_batch):
     model = TCMPForEmotionPreRecognition(config).eval()
     out = model(**make_batch(random_dialogues(12, [1])))

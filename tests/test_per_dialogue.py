@@ -10,7 +10,7 @@ from datasets import Dataset
 from tcmp import TCMPForEmotionPreRecognition
 from tcmp.collator import TCMPDataCollator
 from tcmp.data import DataError, ReconstructionRule, make_samples, prerecognition_dialogues
-from tcmp.data.common import prerecognition_features
+from tcmp.data.schema import prerecognition_features
 from tcmp.feature_cache import TCMPFeatureCollator
 from tcmp.presets import make_processor, tiny_config, word_tokenizer
 

@@ -7,7 +7,13 @@ from transformers import HubertConfig, HubertModel
 
 from tcmp import TCMPForPreTraining
 from tcmp.presets import tiny_config
-from tcmp.speech_front_end import ContiguousFrontEndMixin, use_contiguous_front_end, use_stock_front_end
+from tcmp.speech_front_end import (
+    ContiguousFrontEndMixin,
+    MaskedGroupNormFrontEndMixin,
+    adapt_front_end,
+    use_stock_front_end,
+    utterance_lengths,
+)
 
 
 def layer_norm_hubert(feat_extract_norm="layer"):
@@ -20,7 +26,7 @@ def layer_norm_hubert(feat_extract_norm="layer"):
 
 def test_same_outputs_and_gradients_as_the_stock_front_end():
     stock = layer_norm_hubert()
-    fast = use_contiguous_front_end(copy.deepcopy(stock))
+    fast = adapt_front_end(copy.deepcopy(stock))
     assert isinstance(fast.feature_extractor, ContiguousFrontEndMixin)
     assert fast.state_dict().keys() == stock.state_dict().keys()
     audio = torch.randn(3, 4000)
@@ -39,10 +45,44 @@ def test_same_outputs_and_gradients_as_the_stock_front_end():
     assert use_stock_front_end(fast).feature_extractor.__class__ is type(stock.feature_extractor)
 
 
-def test_tcmp_uses_it_for_layer_norm_front_ends_only():
+def test_tcmp_uses_the_contiguous_path_for_layer_norm_front_ends_only():
     model = TCMPForPreTraining(tiny_config(vocab_size=20))
     front_end = model.tcmp.audio_model.feature_extractor
     assert model.config.audio_config.feat_extract_norm == "layer"
     assert isinstance(front_end, ContiguousFrontEndMixin)
-    group = use_contiguous_front_end(layer_norm_hubert("group"))
+    group = adapt_front_end(layer_norm_hubert("group"))
     assert not isinstance(group.feature_extractor, ContiguousFrontEndMixin)
+
+
+def group_norm_hubert():
+    config = HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                          conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), num_feat_extract_layers=3,
+                          feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False, mask_time_prob=0.0)
+    torch.manual_seed(0)
+    return HubertModel(config).eval()
+
+
+def test_masked_group_norm_gives_each_utterance_its_own_features_in_one_padded_pass():
+    stock = group_norm_hubert()
+    masked = adapt_front_end(copy.deepcopy(stock))
+    assert isinstance(masked.feature_extractor, MaskedGroupNormFrontEndMixin)
+    assert masked.state_dict().keys() == stock.state_dict().keys()
+    masked.load_state_dict(stock.state_dict())  # the same weights load into it and out of it
+    stock.load_state_dict(masked.state_dict())
+    lengths = [16000, 400, 5000]  # 1 s, 25 ms, 0.3 s in one batch
+    audio = torch.zeros(3, max(lengths))
+    mask = torch.zeros(3, max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        audio[row, :length] = torch.randn(length)
+        mask[row, :length] = 1
+    with torch.no_grad(), utterance_lengths(masked, mask):
+        batched = masked(audio, attention_mask=mask).last_hidden_state
+    with torch.no_grad():
+        stock_batched = stock(audio, attention_mask=mask).last_hidden_state
+        for row, length in enumerate(lengths):
+            alone = stock(audio[row : row + 1, :length]).last_hidden_state[0]
+            torch.testing.assert_close(batched[row, : alone.shape[0]], alone, atol=1e-5, rtol=1e-5)
+            if row > 0:  # the stock group norm mixes in the padding
+                assert not torch.allclose(stock_batched[row, : alone.shape[0]], alone, atol=1e-3)
+    assert masked.feature_extractor.sample_lengths is None  # set only inside `utterance_lengths`
+    assert use_stock_front_end(masked).feature_extractor.__class__ is type(stock.feature_extractor)

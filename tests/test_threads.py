@@ -1,4 +1,4 @@
-"""Thread choice: OpenMP waits passively and the thread count follows affinity and the cgroup CPU quota."""
+"""Thread choice: `import tcmp` changes nothing; `configure_threads()` follows affinity, the cgroup quota and the load."""
 
 import os
 import subprocess
@@ -39,19 +39,31 @@ def test_usable_cpus_is_the_affinity_capped_by_the_quota(tmp_path, monkeypatch):
     assert threads.usable_cpus(str(tmp_path)) == 1
 
 
-def run_python(code: str, **env) -> str:
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     environment.update(env)
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip()
+    return done
 
 
-def test_import_tcmp_sets_passive_waits_and_usable_threads_unless_the_user_chose():
-    code = "import os, tcmp, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
-    policy, count = run_python(code).split()
-    assert policy == "PASSIVE" and 1 <= int(count) <= min(threads.usable_cpus(), os.cpu_count())
-    assert run_python(code, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="1") == "ACTIVE 1"
+BUSY = "import os; os.getloadavg = lambda: (64.0, 64.0, 64.0); "
+"""A load that leaves one thread to this process."""
+
+
+def test_import_tcmp_changes_no_process_wide_setting():
+    torch_alone = run_python("import torch; print(torch.get_num_threads())").stdout.strip()
+    code = BUSY + "import torch, tcmp; print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads())"
+    assert run_python(code).stdout.strip() == f"None {torch_alone}"
+
+
+def test_configure_threads_chooses_once_and_says_so_once():
+    done = run_python(BUSY + "import tcmp; print(tcmp.configure_threads(), tcmp.configure_threads())")
+    assert done.stdout.split() == ["1", "1"]
+    assert done.stderr.count("PyTorch thread(s)") == 1, done.stderr
+    assert "tcmp: 1 PyTorch thread(s) (" in done.stderr and "set OMP_NUM_THREADS to choose" in done.stderr
+    chosen = run_python(BUSY + "import tcmp; print(tcmp.configure_threads())", OMP_NUM_THREADS="2")
+    assert chosen.stdout.strip() == "2" and "tcmp: 2 PyTorch thread(s) (OMP_NUM_THREADS=2)" in chosen.stderr
 
 
 def test_thread_count_is_lowered_to_the_quota(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ corpus with evaluation data. See `tcmp/data/README.md`.
 """
 
 from ..errors import AudioLoadError, DataError, MissingFileError, PickleRefusedError
-from .audio import extract_audio, load_audio
+from ..audio_utils import extract_audio, load_audio
 from .common import BuildReport, SplitReport
 from .dailydialog import build_dd_dialogues, build_pdd
 from .demo import build_demo

@@ -7,14 +7,16 @@ Command line:
     python -m tcmp.data build pdd DAILYDIALOG_DIR [--label-type emotion|act] [--keep-duplicates] [rule flags] --output DIR
     python -m tcmp.data build umd MANIFEST.jsonl [MORE.jsonl ...] [--exclude-overlap EVALUATION_SOURCE] --output DIR
                                                         (split from file name: train/dev/test; or one folder of them)
-    python -m tcmp.data build release FILE [--kind pmeld|piem|umd] --allow-pickle --output DIR
+    python -m tcmp.data build release FILE [--kind-of-release pmeld|piem|umd] --allow-pickle --output DIR
     python -m tcmp.data stats SOURCE-or-saved-DIR [--paper pmeld|piem]
     python -m tcmp.data overlap PRETRAINING_SOURCE EVALUATION_SOURCE     (utterances of >= 4 words shared)
 
-Rule flags: --min-context N --max-context N --[no-]require-target-spoke-before --[no-]require-speaker-change.
+Rule flags: one per `ReconstructionRule` field (--min-context N --max-context N --[no-]require-target-spoke-before
+--[no-]require-speaker-change).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,17 +25,21 @@ import time
 from .common import saved_build_info
 from ..errors import DataError
 from .loading import call_builder, detect_source
+from .rule import ReconstructionRule
+
+
+def add_rule_flags(parser):
+    """A `--field-name` flag per `ReconstructionRule` field: a number, or `--flag` / `--no-flag` for a bool."""
+    for rule_field in dataclasses.fields(ReconstructionRule):
+        flag = "--" + rule_field.name.replace("_", "-")
+        if rule_field.type is bool:
+            parser.add_argument(flag, dest=rule_field.name, action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, dest=rule_field.name, type=rule_field.type)
 
 
 def rule_from(args, parser):
-    from .rule import ReconstructionRule
-
-    given = {
-        "min_context": args.min_context,
-        "max_context": args.max_context,
-        "require_target_spoke_before": args.spoke_before,
-        "require_speaker_change": args.speaker_change,
-    }
+    given = {rule_field.name: getattr(args, rule_field.name) for rule_field in dataclasses.fields(ReconstructionRule)}
     try:
         return ReconstructionRule(**{name: value for name, value in given.items() if value is not None})
     except ValueError as error:
@@ -42,9 +48,9 @@ def rule_from(args, parser):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tcmp.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build a dataset and save it with save_to_disk")
+    build = commands.add_parser("build", help="build a dataset and save it with save_to_disk", allow_abbrev=False)
     build.add_argument("kind", choices=["demo", "pmeld", "piem", "pdd", "umd", "release"])
     build.add_argument("inputs", nargs="*", help="the corpus: CSV folder, IEMOCAP root, manifest(s), release file")
     build.add_argument("--output", required=True)
@@ -57,19 +63,18 @@ def main(argv=None):
                        help="pdd: keep evaluation dialogues identical to a training dialogue (left out by default)")
     build.add_argument("--exclude-overlap", metavar="EVALUATION_SOURCE",
                        help="umd: cut out the utterances shared with this source's validation/test dialogues")
-    build.add_argument("--min-context", type=int)
-    build.add_argument("--max-context", type=int)
-    build.add_argument("--require-target-spoke-before", dest="spoke_before", action=argparse.BooleanOptionalAction)
-    build.add_argument("--require-speaker-change", dest="speaker_change", action=argparse.BooleanOptionalAction)
+    add_rule_flags(build)
     build.add_argument("--kind-of-release", dest="release_kind", choices=["pmeld", "piem", "umd"])
     build.add_argument("--allow-pickle", action="store_true", help="read joblib/pickle files (trusted files only)")
-    stats = commands.add_parser("stats", help="print Table-1 statistics (NU, ADL, AWL, classes)")
+    stats = commands.add_parser("stats", help="print Table-1 statistics (NU, ADL, AWL, classes)", allow_abbrev=False)
     stats.add_argument("source")
     stats.add_argument("--paper", choices=["pmeld", "piem", "none"], help="which paper row to show (default: detected)")
     stats.add_argument("--cache-dir")
     stats.add_argument("--allow-pickle", action="store_true")
     stats.add_argument("--options", help="builder options as a JSON object")
-    overlap = commands.add_parser("overlap", help="count the utterances a pre-training corpus shares with evaluation data")
+    overlap = commands.add_parser(
+        "overlap", help="count the utterances a pre-training corpus shares with evaluation data", allow_abbrev=False
+    )
     overlap.add_argument("pretraining", help="pre-training source: manifest(s) folder, .jsonl, MELD or DailyDialog folder")
     overlap.add_argument("evaluation", help="evaluation source: its validation and test dialogues are compared")
     overlap.add_argument("--cache-dir")

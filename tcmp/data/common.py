@@ -1,4 +1,4 @@
-"""Shared pieces: row features, build reports, and cached split building through `datasets`' own caching."""
+"""Shared pieces of the builders: input identities, build reports, and cached split building (`datasets` caching)."""
 
 import hashlib
 import json
@@ -8,39 +8,12 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+from datasets import Dataset, DatasetDict, Features
 
 from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule
 
 logger = logging.getLogger("tcmp.data")
-
-UTTERANCE_FEATURES = {
-    "utterance_id": List(Value("string")),
-    "text": List(Value("string")),
-    "speaker": List(Value("string")),
-    "audio_path": List(Value("string")),
-    "audio_start": List(Value("float64")),
-    "audio_end": List(Value("float64")),
-}
-SPLITS = ("train", "validation", "test")
-
-
-def prerecognition_features(label_names) -> Features:
-    return Features(
-        {
-            "sample_id": Value("string"),
-            "dialogue_id": Value("string"),
-            **UTTERANCE_FEATURES,
-            "target_speaker": Value("string"),
-            "target_utterance_id": Value("string"),
-            "label": ClassLabel(names=list(label_names)),
-        }
-    )
-
-
-def dialogue_features() -> Features:
-    return Features({"dialogue_id": Value("string"), **UTTERANCE_FEATURES})
 
 
 def file_identity(path: str) -> list:

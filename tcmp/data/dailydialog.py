@@ -4,9 +4,10 @@ import json
 import os
 import re
 
-from .common import SPLITS, SplitReport, cached_split, dialogue_features, file_identity, finish, prerecognition_features
+from .common import SplitReport, cached_split, file_identity, finish
 from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
+from .schema import SPLITS, dialogue_features, prerecognition_features, utterance_columns
 
 LABELS = {
     "emotion": ("no emotion", "anger", "disgust", "fear", "happiness", "sadness", "surprise"),
@@ -89,7 +90,8 @@ def read_codes(path: str, label_type: str) -> list[list[int]]:
 
 
 def normalised_dialogue(utterances: list[str]) -> tuple[str, ...]:
-    """A dialogue's utterances with case, spacing and curly apostrophes ignored (the key that finds repeats)."""
+    """A dialogue's utterances lower-cased, curly apostrophes straightened, all whitespace removed (the key of repeats:
+    the release has copies of one dialogue tokenised differently, `sir.How` / `sir . How`)."""
     return tuple(re.sub(r"\s+", "", text.casefold().replace("’", "'").replace("‘", "'")) for text in utterances)
 
 
@@ -195,9 +197,9 @@ def _generate_dd_dialogues(spec: str, report: SplitReport):
     report.note(SPEAKER_NOTE)
     for number, line in enumerate(_lines(path), start=1):
         texts = split_utterances(line, path, number)
-        yield {"dialogue_id": f"{split}_{number}", "utterance_id": [f"{split}_{number}_u{i}" for i in range(len(texts))],
-               "text": texts, "speaker": [SPEAKERS[i % 2] for i in range(len(texts))],
-               "audio_path": [None] * len(texts), "audio_start": [None] * len(texts), "audio_end": [None] * len(texts)}
+        utterances = [{"utterance_id": f"{split}_{number}_u{i}", "text": text, "speaker": SPEAKERS[i % 2]}
+                      for i, text in enumerate(texts)]
+        yield {"dialogue_id": f"{split}_{number}", **utterance_columns(utterances)}
 
 
 def build_dd_dialogues(folder: str, cache_dir: str | None = None, return_report: bool = False):

@@ -22,8 +22,9 @@ import tempfile
 
 import numpy as np
 
-from .common import SplitReport, cached_split, dialogue_features, finish, prerecognition_features
+from .common import SplitReport, cached_split, finish
 from .rule import ReconstructionRule, make_samples
+from .schema import dialogue_features, prerecognition_features, utterance_columns
 
 LABELS = ("negative", "neutral", "positive")
 SAMPLING_RATE = 16000
@@ -199,10 +200,7 @@ def _generate_demo(spec: str, report: SplitReport):
     rule = ReconstructionRule(**options["rule"])
     for dialogue_id, utterances in _dialogues(options):
         if options["part"] == "pretraining":
-            row = {"dialogue_id": dialogue_id}
-            row.update({key: [u[key] for u in utterances] for key in
-                        ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")})
-            yield row
+            yield {"dialogue_id": dialogue_id, **utterance_columns(utterances)}
             continue
         samples, skips = make_samples(utterances, rule, dialogue_id, require_audio=True)
         for reason, where in skips:

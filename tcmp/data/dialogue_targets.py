@@ -1,7 +1,7 @@
 """Per-dialogue pre-recognition rows: one row scores many targets of a dialogue in one pass (training only)."""
 
 from ..errors import DataError
-from .windows import LIST_COLUMNS
+from .schema import UTTERANCE_COLUMNS
 
 CONTEXT_MODES = ("exact", "history")
 
@@ -26,7 +26,7 @@ def prerecognition_dialogues(samples, context: str = "exact"):
 
     if context not in CONTEXT_MODES:
         raise DataError(f"per-dialogue context must be one of {CONTEXT_MODES}, got {context!r}")
-    columns = [c for c in LIST_COLUMNS if c in samples.column_names]
+    columns = [c for c in UTTERANCE_COLUMNS if c in samples.column_names]
     missing = [c for c in ("sample_id", "dialogue_id", "utterance_id", "text", "label") if c not in samples.column_names]
     if missing:
         raise DataError(f"pre-recognition samples need the column(s) {missing} to be grouped by dialogue")

@@ -5,10 +5,11 @@ import json
 import os
 import re
 
-from .audio import check_audio
-from .common import SplitReport, cached_split, finish, folder_identity, prerecognition_features
+from ..audio_utils import check_audio
+from .common import SplitReport, cached_split, finish, folder_identity
 from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
+from .schema import prerecognition_features
 
 LABELS = ("frustrated", "excited", "neutral", "angry", "sad", "happy", "other")
 FOLD = {"neu": "neutral", "fru": "frustrated", "sad": "sad", "ang": "angry", "hap": "happy", "exc": "excited",

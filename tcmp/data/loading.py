@@ -4,7 +4,7 @@ import inspect
 import os
 
 from ..errors import DataError, MissingFileError
-from .common import SPLITS
+from .schema import SPLITS
 from .dailydialog import dialogue_file
 
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")
@@ -46,7 +46,7 @@ def detect_source(source: str) -> str:
     raise DataError(f"dataset source {source!r}: neither a JSON Lines manifest nor a joblib/pickle release file")
 
 
-def call_builder(builder, kind: str, *args, **options):
+def call_builder(builder, kind: str, /, *args, **options):
     """Call `builder` after checking that every option is one of its parameters (a DataError names the others)."""
     accepted = list(inspect.signature(builder).parameters)[len(args):]
     unknown = sorted(set(options) - set(accepted))

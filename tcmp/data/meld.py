@@ -6,11 +6,12 @@ import io
 import json
 import os
 
-from .audio import check_audio, extract_audio
-from .common import cached_split, file_identity, finish, folder_identity, prerecognition_features
+from ..audio_utils import check_audio, extract_audio
+from .common import cached_split, file_identity, finish, folder_identity
 from .common import SplitReport
 from ..errors import DataError, MissingFileError
 from .rule import ReconstructionRule, make_samples
+from .schema import dialogue_features, prerecognition_features, utterance_columns
 
 CSV_FILES = {"train": "train_sent_emo.csv", "validation": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 MEDIA_SUBFOLDERS = {"train": "train_splits", "validation": "dev_splits_complete", "test": "output_repeated_splits_test"}
@@ -60,10 +61,15 @@ def decode_csv(path: str, report: SplitReport | None = None) -> str:
 
 
 def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, list[dict]]:
-    """Dialogue id → its rows sorted by utterance id; each row with `line` (CSV line number, for messages)."""
+    """
+    Dialogue id → its rows sorted by utterance id; each row with `line` (CSV line number, for messages). An empty
+    file, or one with a header and no rows (its split would be empty), is a `DataError` naming it.
+    """
     label_column = LABEL_COLUMN[label_type]
     names = LABELS[label_type]
     text = decode_csv(path, report)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (a MELD CSV starts with its header: {', '.join(REQUIRED_COLUMNS)}, ...)")
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one utterance may be the whole file
     reader = csv.DictReader(io.StringIO(text, newline=""))  # "\r", "\n" and "\r\n" all end a row
     rows = _csv_rows(reader, path)
@@ -97,6 +103,9 @@ def read_meld_csv(path: str, label_type: str, report: SplitReport) -> dict[int, 
                 f"{where}: duplicate utterance id dia{dialogue}_utt{utterance} (first at line {turns[utterance]['line']})"
             )
         turns[utterance] = {"text": row["Utterance"], "speaker": row["Speaker"].strip(), "label": label, "line": line}
+    if not dialogues:
+        split = {name: split for split, name in CSV_FILES.items()}.get(os.path.basename(path), "its")
+        raise DataError(f"{path}: a header and no rows: the {split} split would be empty (0 utterances)")
     return {d: [dict(turns[u], number=u) for u in sorted(turns)] for d, turns in sorted(dialogues.items())}
 
 
@@ -232,10 +241,11 @@ def build_pmeld(
 def _generate_meld_dialogues(spec: str, report: SplitReport):
     options = json.loads(spec)
     for dialogue, rows in read_meld_csv(options["csv"][0], "sentiment", report).items():
-        ids = [f"dia{dialogue}_utt{row['number']}" for row in rows]
-        yield {"dialogue_id": f"dia{dialogue}", "utterance_id": ids, "text": [row["text"] for row in rows],
-               "speaker": [row["speaker"] for row in rows], "audio_path": [None] * len(rows),
-               "audio_start": [None] * len(rows), "audio_end": [None] * len(rows)}
+        utterances = [
+            {"utterance_id": f"dia{dialogue}_utt{row['number']}", "text": row["text"], "speaker": row["speaker"]}
+            for row in rows
+        ]
+        yield {"dialogue_id": f"dia{dialogue}", **utterance_columns(utterances)}
 
 
 def build_meld_dialogues(csv_dir: str, cache_dir: str | None = None, return_report: bool = False):
@@ -243,8 +253,6 @@ def build_meld_dialogues(csv_dir: str, cache_dir: str | None = None, return_repo
     MELD's dialogues as unlabelled pre-training dialogues (one row per dialogue, text only; the labels are not
     kept), from the CSVs in `csv_dir`: train, validation and test for whichever of MELD's CSVs exist.
     """
-    from .common import dialogue_features
-
     present = meld_csv_files(csv_dir)
     splits, reports = {}, {}
     for split, path in present.items():

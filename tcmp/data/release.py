@@ -3,9 +3,10 @@
 import json
 import os
 
-from .common import SplitReport, cached_split, dialogue_features, file_identity, finish, prerecognition_features
+from .common import SplitReport, cached_split, file_identity, finish
 from ..errors import DataError, MissingFileError, PickleRefusedError
 from . import iemocap, meld
+from .schema import dialogue_features, prerecognition_features
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 KINDS = ("pmeld", "piem", "umd")

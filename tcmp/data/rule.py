@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 
 from ..errors import DataError
+from .schema import utterance_columns
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,6 @@ class ReconstructionRule:
         return "; ".join(parts)
 
 
-CONTEXT_KEYS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
-
-
 def make_samples(utterances: list[dict], rule: ReconstructionRule, dialogue_id: str, require_audio: bool = False):
     """
     Pre-recognition samples of one dialogue.
@@ -105,7 +103,7 @@ def make_samples(utterances: list[dict], rule: ReconstructionRule, dialogue_id: 
             if missing:
                 skips.append(("context utterance has no usable audio clip", f"{where} (missing: {', '.join(missing)})"))
                 continue
-        sample = {key: [u.get(key) for u in context] for key in CONTEXT_KEYS}
+        sample = utterance_columns(context)
         sample.update(
             sample_id=str(target["utterance_id"]),
             dialogue_id=str(dialogue_id),

@@ -4,9 +4,10 @@ import json
 import math
 import os
 
-from .common import SplitReport, cached_split, dialogue_features, file_identity, finish
+from .common import SplitReport, cached_split, file_identity, finish
 from ..audio_utils import audio_file_info
 from ..errors import AudioLoadError, DataError, MissingFileError
+from .schema import UTTERANCE_COLUMNS, dialogue_features
 
 
 def _number(value, where, name):
@@ -59,7 +60,7 @@ class _AudioChecker:
             raise DataError(f"{at}: 'audio' must be a file path (a non-empty string), got {audio!r}")
         path = audio if os.path.isabs(audio) else os.path.join(self.folder, audio)
         if path not in self.durations:
-            if not os.path.isfile(path):
+            if not os.path.exists(path):
                 raise MissingFileError(f"{at}: audio file {path!r} does not exist")
             try:
                 info = audio_file_info(path)
@@ -89,6 +90,8 @@ def read_manifest(path: str, report: SplitReport | None = None, check_ids: bool 
             entry = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested deeper than Python can read (a dialogue needs 3 levels)") from None
         if not isinstance(entry, dict) or "utterances" not in entry or not isinstance(entry["utterances"], list):
             raise DataError(f"{where}: expected an object with an 'utterances' list")
         dialogue_id = _string(str(entry.get("dialogue_id", f"line{number}")), where, "dialogue_id")
@@ -100,8 +103,7 @@ def read_manifest(path: str, report: SplitReport | None = None, check_ids: bool 
             if report is not None:
                 report.skip("dialogue without utterances", where)
             continue
-        row = {"dialogue_id": dialogue_id, "utterance_id": [], "text": [], "speaker": [], "audio_path": [],
-               "audio_start": [], "audio_end": []}
+        row = {"dialogue_id": dialogue_id, **{column: [] for column in UTTERANCE_COLUMNS}}
         for index, utterance in enumerate(entry["utterances"]):
             at = f"{where}, utterance {index}"
             if not isinstance(utterance, dict) or not isinstance(utterance.get("text"), str):

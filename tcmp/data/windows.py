@@ -4,9 +4,7 @@ import pyarrow.compute as pc
 import torch
 
 from ..errors import DataError
-
-
-LIST_COLUMNS = ("utterance_id", "text", "speaker", "audio_path", "audio_start", "audio_end")
+from .schema import UTTERANCE_COLUMNS
 
 
 def window_starts(n: int, window: int, stride: int, offset: int) -> list[int]:
@@ -19,7 +17,7 @@ def window_starts(n: int, window: int, stride: int, offset: int) -> list[int]:
 
 def cut_window(dialogue: dict, start: int, window: int, dialogue_index: int) -> dict:
     """The row of the window of `dialogue` that begins at utterance `start`."""
-    item = {key: value[start:start + window] if key in LIST_COLUMNS else value for key, value in dialogue.items()}
+    item = {key: value[start:start + window] if key in UTTERANCE_COLUMNS else value for key, value in dialogue.items()}
     item["dialogue_index"] = dialogue_index
     item["window_start"] = start
     return item

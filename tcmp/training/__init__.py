@@ -1,7 +1,7 @@
 """
 What the training scripts share, by concern: `arguments` (flags and their parsing), `setup` (model, processor, data
-and collator), `trainer` (the Trainer, callbacks, train/evaluate/finish steps), `metrics` (`compute_metrics` of both
-tasks) and `reports` (per-class report, confusion matrix, model card).
+and collator), `trainer` (the Trainer, callbacks, train/evaluate/finish steps) and `reports` (per-class report,
+confusion matrix, model card). The `compute_metrics` of both tasks are in `tcmp.metrics`.
 """
 
 from .arguments import (
@@ -16,10 +16,16 @@ from .arguments import (
     check_selection_metric,
     parse_arguments,
 )
-from .metrics import PreRecognitionMetrics, RetrievalMetrics, majority_baseline
-from .reports import FINETUNED, PRETRAINED, describe_rule, model_card, write_prerecognition_report
+from .reports import (
+    FINETUNED,
+    PRETRAINED,
+    describe_dataset,
+    describe_rule,
+    display_name,
+    model_card,
+    write_prerecognition_report,
+)
 from .setup import (
-    CachedFeatureWindows,
     build_model_and_processor,
     check_checkpoint_flags,
     check_splits,
@@ -46,8 +52,8 @@ from .trainer import (
 __all__ = [
     "PLATEAU_DECAY", "DataArguments", "FinetuningArguments", "FinetuningDataArguments", "ModelArguments", "PretrainingArguments",
     "PretrainingDataArguments", "TCMPTrainingArguments", "check_selection_metric", "parse_arguments",
-    "PreRecognitionMetrics", "RetrievalMetrics", "majority_baseline", "FINETUNED", "PRETRAINED", "describe_rule", "model_card",
-    "write_prerecognition_report", "CachedFeatureWindows", "build_model_and_processor", "check_checkpoint_flags",
+    "FINETUNED", "PRETRAINED", "describe_dataset", "describe_rule", "display_name", "model_card",
+    "write_prerecognition_report", "build_model_and_processor", "check_checkpoint_flags",
     "check_splits", "data_collator", "loading", "starting_point",
     "training_texts", "DiskSpaceCallback", "FrozenWeightsCallback", "SetEpochCallback", "TCMPPreTrainer", "TCMPTrainer", "evaluate_split",
     "final_evaluations", "finish_run", "parameter_groups", "selection_callbacks", "train_and_save",

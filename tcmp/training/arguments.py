@@ -5,6 +5,7 @@ import difflib
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -13,7 +14,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from ..checkpoints import require_folder_or_hub_id
-from ..configuration_tcmp import MODALITIES, TEXT_POOLINGS, STREAMS, check_encoder_chunk_size
+from ..configuration_tcmp import MODALITIES, TEXT_POOLINGS, STREAMS, TCMPConfig, check_encoder_chunk_size
 from ..errors import ArgumentsError
 from ..presets import text_encoder_folder
 
@@ -22,9 +23,54 @@ OPTIONAL_BOOL = {"nargs": "?", "const": True}
 """argparse options of a `bool | None` flag: `--flag` is True, `--flag false` False, left out None."""
 
 
+CONFIG_FLAGS: dict[str, Callable] = {}
+"""Flag → the function that turns its value into the `TCMPConfig` field of its name; filled by `config_flag`."""
+SHAPE_FLAGS: dict[str, tuple[str, str]] = {}
+"""Flag → (what it shapes: "config" or "processor", what a refusal calls that value); filled by `shape_flag`."""
+
+
+def config_flag(name: str, default=None, note: str = "", to_config=None, **options):
+    """
+    The `ModelArguments` field of the flag `--<name>` that sets `TCMPConfig.<name>`, the one place such a flag is
+    declared: its help is the config field's doc (plus `note`), the config checks its value, `config_overrides`
+    sets it on the model when it is not None (`to_config` turns the flag's spelling into the config's), and the
+    model card shows the model's value (`model_settings`). With `default=None` a checkpoint keeps its own value
+    unless the flag is given. `options` are argparse's (`choices`, `OPTIONAL_BOOL`).
+    """
+    CONFIG_FLAGS[name] = to_config or (lambda value: value)
+    given = "left out: a checkpoint's own value, else the config's default" if default is None else "also for a checkpoint"
+    return field(default=default, metadata={"help": f"{TCMPConfig.field_doc(name)} {note}({given})", **options})
+
+
+def shape_flag(name: str, owner: str, what: str, help_text: str):
+    """
+    The `ModelArguments` field of the flag `--<name>` that shapes the field of that name of a new model's config
+    (`owner="config"`) or processor (`"processor"`): given with a checkpoint, it must equal the checkpoint's value
+    (`check_checkpoint_flags` names `what` when it does not).
+    """
+    SHAPE_FLAGS[name] = (owner, what)
+    return field(default=None, metadata={"help": help_text})
+
+
+def chunk_size_value(flag: str) -> int | str | None:
+    """`--encoder_chunk_size` as the config value (0, the flag's spelling of one pass, is None), by its rule."""
+    if not (flag == "auto" or flag.isdigit()):
+        raise ArgumentsError(f"--encoder_chunk_size must be 'auto' or a whole number, got {flag!r}")
+    value = "auto" if flag == "auto" else int(flag) or None
+    try:
+        check_encoder_chunk_size(value)
+    except ValueError as error:
+        raise ArgumentsError(f"--encoder_chunk_size {flag}: {error}") from None
+    return value
+
+
 @dataclass
 class ModelArguments:
-    """Where the model starts from (a TCMP checkpoint, two encoder folders, or a tiny random config) and its options."""
+    """
+    Where the model starts from (a TCMP checkpoint, two encoder folders, or a tiny random config) and its options.
+    A flag that sets a `TCMPConfig` field is one `config_flag` line; one that shapes a new model or processor, one
+    `shape_flag` line.
+    """
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A TCMP checkpoint folder (pre-trained or fine-tuned) to start from."}
@@ -42,53 +88,28 @@ class ModelArguments:
     text_only: bool = field(
         default=False, metadata={"help": "Tiny random model without an audio encoder (used when no folder is given)."}
     )
-    hidden_size: int | None = field(
-        default=None, metadata={"help": "Size d of a new model (default: 32 for tiny, else the text encoder's width)."}
+    hidden_size: int | None = shape_flag(
+        "hidden_size", "config", "width d",
+        "Size d of a new model (default: 32 for tiny, else the text encoder's width).",
     )
-    dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model (config default: 0.1)."})
-    modality: str | None = field(
-        default=None,
-        metadata={"help": "Streams used (default: a checkpoint's own, else all).", "choices": list(MODALITIES)},
+    dropout: float | None = config_flag("dropout")
+    modality: str | None = config_flag("modality", choices=list(MODALITIES))
+    no_context: bool | None = config_flag("no_context", **OPTIONAL_BOOL)
+    freeze_encoders: bool | None = config_flag("freeze_encoders", **OPTIONAL_BOOL)
+    text_pooling: str | None = config_flag("text_pooling", choices=list(TEXT_POOLINGS))
+    freeze_feature_encoder: bool = config_flag("freeze_feature_encoder", default=False)
+    num_negatives: int | None = config_flag("num_negatives")
+    gather_negatives: bool = config_flag("gather_negatives", default=True)
+    encoder_chunk_size: str | None = config_flag(
+        "encoder_chunk_size", note="As a flag: a number, 0 for one pass, or 'auto'. ", to_config=chunk_size_value
     )
-    no_context: bool | None = field(
-        default=None,
-        metadata={"help": "Ablation: the predictor uses its query alone (default: a checkpoint's own).", **OPTIONAL_BOOL},
+    max_text_length: int | None = shape_flag(
+        "max_text_length", "processor", "processor's text length",
+        "Tokens kept per utterance by a new processor (default 60).",
     )
-    freeze_encoders: bool | None = field(
-        default=None,
-        metadata={"help": "Keep both utterance encoders fixed (default: a checkpoint's own, else no).", **OPTIONAL_BOOL},
-    )
-    text_pooling: str | None = field(
-        default=None,
-        metadata={
-            "help": "Text utterance pooling of a new model: max_mean (the paper's, the config default) or "
-            "normalized_mean (what sentence encoders such as MiniLM are trained with).",
-            "choices": list(TEXT_POOLINGS),
-        },
-    )
-    freeze_feature_encoder: bool = field(
-        default=False,
-        metadata={"help": "Keep the speech encoder's convolutional front end fixed (faster; the paper trains it)."},
-    )
-    num_negatives: int | None = field(
-        default=None, metadata={"help": "Pre-training negatives per prediction (default: every in-batch negative)."}
-    )
-    gather_negatives: bool = field(
-        default=True,
-        metadata={"help": "Under several processes, every process's utterances are negatives (False: its own batch's)."},
-    )
-    encoder_chunk_size: str | None = field(
-        default=None,
-        metadata={
-            "help": "Utterances per encoder pass, sorted by length: a number, 0 for one pass, or 'auto' (the config "
-            "default: audio in chunks of 2 on CPU, everything else in one pass)."
-        },
-    )
-    max_text_length: int | None = field(
-        default=None, metadata={"help": "Tokens kept per utterance by a new processor (default 60)."}
-    )
-    max_audio_length: int | None = field(
-        default=None, metadata={"help": "Samples kept per utterance by a new processor (default 80000)."}
+    max_audio_length: int | None = shape_flag(
+        "max_audio_length", "processor", "processor's audio length",
+        "Samples kept per utterance by a new processor (default 80000).",
     )
     use_feature_cache: bool | None = field(
         default=None,
@@ -99,19 +120,14 @@ class ModelArguments:
         },
     )
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Where the feature cache is kept."})
-    context_emotion_loss_weight: float | None = field(
-        default=None,
-        metadata={
-            "help": "Fine-tuning per dialogue: weight of an auxiliary loss recognising each labelled context "
-            "utterance's emotion from its stream vectors (default: a checkpoint's own, else 0: none)."
-        },
-    )
+    context_emotion_loss_weight: float | None = config_flag("context_emotion_loss_weight")
 
     def __post_init__(self):
-        if self.encoder_chunk_size is not None:
-            self.chunk_size()
-        if self.use_feature_cache and not (self.freeze_encoders or self.freeze_encoders is None and self.model_name_or_path):
-            raise ArgumentsError("--use_feature_cache needs --freeze_encoders: cached features are only valid for fixed encoders")
+        self.config_overrides()  # a flag's spelling the config cannot take (--encoder_chunk_size) fails here
+        unknown_yet = self.freeze_encoders is None and self.model_name_or_path  # a checkpoint's own, once loaded
+        self.check_feature_cache(
+            None if unknown_yet else bool(self.freeze_encoders), "cached features are only valid for fixed encoders"
+        )
         if self.model_name_or_path and (self.text_encoder or self.audio_encoder):
             raise ArgumentsError("give either --model_name_or_path (a TCMP checkpoint) or encoder folders, not both")
         for flag in ("model_name_or_path", "text_encoder", "audio_encoder"):
@@ -123,30 +139,31 @@ class ModelArguments:
             except FileNotFoundError as error:
                 raise ArgumentsError(f"--{flag} {error}") from None
 
+    def check_feature_cache(self, frozen: bool | None, why: str) -> None:
+        """
+        The rule of `--use_feature_cache`, in one place: cached features need frozen encoders. `frozen`: whether the
+        model's encoders are (None while a checkpoint's own setting is not loaded yet); `why` ends the message.
+        """
+        if self.use_feature_cache and frozen is False:
+            raise ArgumentsError(f"--use_feature_cache needs --freeze_encoders: {why}")
+
     def config_overrides(self) -> dict:
         """Config values this run sets on the model, whichever way it is built (flags left out keep a checkpoint's)."""
-        overrides = {"freeze_feature_encoder": self.freeze_feature_encoder, "gather_negatives": self.gather_negatives}
-        for name in (
-            "modality", "no_context", "freeze_encoders", "dropout", "num_negatives", "text_pooling",
-            "context_emotion_loss_weight",
-        ):
-            if getattr(self, name) is not None:
-                overrides[name] = getattr(self, name)
-        if self.encoder_chunk_size is not None:
-            overrides["encoder_chunk_size"] = self.chunk_size()
-        return overrides
+        given = {name: getattr(self, name) for name in CONFIG_FLAGS if getattr(self, name) is not None}
+        return {name: CONFIG_FLAGS[name](value) for name, value in given.items()}
 
-    def chunk_size(self) -> int | str | None:
-        """`--encoder_chunk_size` as the config value (0, the flag's spelling of one pass, is None), by its rule."""
-        flag = self.encoder_chunk_size
-        if not (flag == "auto" or flag.isdigit()):
-            raise ArgumentsError(f"--encoder_chunk_size must be 'auto' or a whole number, got {flag!r}")
-        value = "auto" if flag == "auto" else int(flag) or None
-        try:
-            check_encoder_chunk_size(value)
-        except ValueError as error:
-            raise ArgumentsError(f"--encoder_chunk_size {flag}: {error}") from None
-        return value
+    def shaping(self, owner: str) -> dict:
+        """The values given of the flags that shape a new model's config (`owner="config"`) or processor."""
+        return {
+            name: getattr(self, name)
+            for name, (shaped, _) in SHAPE_FLAGS.items() if shaped == owner and getattr(self, name) is not None
+        }
+
+
+def model_settings(config) -> dict:
+    """The model's value of every config field a flag sets or shapes, by field name (the model card's settings)."""
+    names = [name for name, (shaped, _) in SHAPE_FLAGS.items() if shaped == "config"] + list(CONFIG_FLAGS)
+    return {name: getattr(config, name) for name in names}
 
 
 @dataclass
@@ -192,9 +209,10 @@ class PretrainingDataArguments(DataArguments):
     streaming: bool = field(
         default=False,
         metadata={
-            "help": "Stream the training windows from --dataset (a JSON Lines manifest, a folder of *.jsonl shards or "
-            "a glob) without materialising it; needs --max_steps. --dataset_options may name 'validation' and "
-            "'test' manifests and a 'shuffle_buffer' (windows; default 1000)."
+            "help": "Read the training windows lazily, as an iterable dataset (tcmp.data.iterable_windows), from "
+            "--dataset (a JSON Lines manifest, a folder of *.jsonl shards or a glob) without materialising it; needs "
+            "--max_steps. --dataset_options may name 'validation' and 'test' manifests and a 'shuffle_buffer' "
+            "(windows; default 1000)."
         },
     )
 
@@ -264,7 +282,7 @@ class TCMPTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start over in an --output_dir that holds checkpoints of an earlier run (deletes them)."},
+        metadata={"help": "Start over in an --output_dir that holds an earlier run's checkpoints (deletes them) or files not from a tcmp run (writes over them)."},
     )
     do_train: bool = field(default=True, metadata={"help": "Train on the training split."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate the final model on the validation split."})
@@ -339,11 +357,14 @@ def check_selection_metric(args: TrainingArguments, streams) -> None:
 
 
 def check_flag_names(parser: HfArgumentParser, argv: list[str]) -> None:
-    """An unknown `--flag` is an `ArgumentsError` naming it and the closest known flags (difflib)."""
+    """
+    An unknown `--flag` is an `ArgumentsError` naming it and the closest known flags (difflib); a prefix of a flag
+    is unknown too (abbreviations are off: `--num_train_epoch` is not taken for `--num_train_epochs`).
+    """
     known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
     for word in argv:
         flag = word.split("=", 1)[0]
-        if not flag.startswith("--") or flag in known or any(k.startswith(flag) for k in known):
+        if not flag.startswith("--") or flag in known:
             continue
         spelled = [k for k in known if "-" not in k[2:]]  # each flag once, as the help spells it (not --flag-name)
         close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), spelled, n=3, cutoff=0.6)
@@ -362,7 +383,7 @@ def parse_arguments(dataclass_types, argv=None) -> tuple:
     the command line (`--model_name_or_path`, `--text_encoder`, ...) replaces the file's. A value the argument
     classes refuse (ours or `TrainingArguments'`) is an `ArgumentsError` with their message.
     """
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     arguments_file = argv[0] if argv and argv[0].endswith((".json", ".yaml", ".yml")) else None
     flags = argv[1:] if arguments_file else argv

@@ -4,7 +4,6 @@ import contextlib
 import logging
 import os
 
-import torch
 from datasets import DatasetDict
 from transformers import AutoConfig, AutoProcessor, AutoTokenizer
 
@@ -12,7 +11,8 @@ from ..checkpoints import PARTIAL_CHECKPOINT_FILE
 from ..collator import TCMPDataCollator
 from ..errors import ArgumentsError, CheckpointError, DataError
 from ..presets import make_processor, tiny_config, word_tokenizer
-from .arguments import ModelArguments
+from .arguments import SHAPE_FLAGS, ModelArguments
+from .reports import display_name
 
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,9 @@ def check_checkpoint_flags(model_args: ModelArguments, config, processor) -> Non
     Flags that shape a new model or processor cannot change a loaded checkpoint: one that asks for another value
     than the checkpoint's is an `ArgumentsError` (rather than silently ignored).
     """
-    fixed = {
-        "hidden_size": (model_args.hidden_size, config.hidden_size, "width d"),
-        "max_text_length": (model_args.max_text_length, processor.max_text_length, "processor's text length"),
-        "max_audio_length": (model_args.max_audio_length, processor.max_audio_length, "processor's audio length"),
-    }
-    for flag, (asked, kept, what) in fixed.items():
+    shaped = {"config": config, "processor": processor}
+    for flag, (owner, what) in SHAPE_FLAGS.items():
+        asked, kept = getattr(model_args, flag), getattr(shaped[owner], flag)
         if asked is not None and asked != kept:
             raise ArgumentsError(
                 f"--{flag} {asked} cannot apply to --model_name_or_path {model_args.model_name_or_path}, whose "
@@ -109,11 +106,9 @@ def build_model_and_processor(model_args: ModelArguments, model_class, train_tex
     """
     model, processor = _build(model_args, model_class, train_texts, config_kwargs)
     frozen = model.config.freeze_encoders
-    if model_args.use_feature_cache and not frozen:
-        raise ArgumentsError(
-            f"--use_feature_cache needs --freeze_encoders: --model_name_or_path {model_args.model_name_or_path} was "
-            "trained with trainable encoders"
-        )
+    model_args.check_feature_cache(
+        frozen, f"--model_name_or_path {model_args.model_name_or_path} was trained with trainable encoders"
+    )
     if model_args.use_feature_cache is None:
         model_args.use_feature_cache = frozen
         if frozen:
@@ -132,8 +127,7 @@ def _build(model_args: ModelArguments, model_class, train_texts, config_kwargs):
                 model, load_info = model_class.from_pretrained(path, output_loading_info=True, **overrides)
                 info.append(load_info)
         return model, processor
-    if model_args.hidden_size is not None:
-        overrides["hidden_size"] = model_args.hidden_size
+    overrides.update(model_args.shaping("config"))
     if model_args.text_encoder or model_args.audio_encoder:
         encoders = (("text_encoder", model_args.text_encoder), ("audio_encoder", model_args.audio_encoder))
         with loading(" / ".join(f"--{flag} {folder}" for flag, folder in encoders if folder)):
@@ -147,8 +141,7 @@ def _build(model_args: ModelArguments, model_class, train_texts, config_kwargs):
         tokenizer = word_tokenizer(train_texts)
         with loading("a tiny random model"):
             model = model_class(tiny_config(len(tokenizer), audio=not model_args.text_only, **overrides))
-    lengths = {"max_text_length": model_args.max_text_length, "max_audio_length": model_args.max_audio_length}
-    processor = make_processor(tokenizer, **{name: value for name, value in lengths.items() if value is not None})
+    processor = make_processor(tokenizer, **model_args.shaping("processor"))
     return model, processor
 
 
@@ -176,10 +169,10 @@ def check_splits(splits: dict, args, source: str) -> None:
 
 
 def starting_point(model_args: ModelArguments) -> str:
-    """Where a run's model started, in words (for its model card)."""
+    """Where a run's model started, in words (for its model card: folders by name, not by path)."""
     if model_args.model_name_or_path:
-        return f"TCMP checkpoint `{model_args.model_name_or_path}`"
-    encoders = [f"{kind} encoder `{folder}`" for kind, folder in
+        return f"TCMP checkpoint `{display_name(model_args.model_name_or_path)}`"
+    encoders = [f"{kind} encoder `{display_name(folder)}`" for kind, folder in
                 (("text", model_args.text_encoder), ("audio", model_args.audio_encoder)) if folder]
     if encoders:
         return " and ".join(encoders) + "; the other TCMP layers from random initialisation (from scratch)"
@@ -202,26 +195,3 @@ def data_collator(model_args: ModelArguments, splits: dict, model, processor):
 
     cached, collator = cached_feature_dataset(DatasetDict(splits), model, processor, cache_dir=model_args.feature_cache_dir)
     return dict(cached), collator
-
-
-class CachedFeatureWindows(torch.utils.data.Dataset):
-    """
-    `PretrainingWindows` over feature-cached dialogues: each window's `feature_index` (one entry per utterance of the
-    whole dialogue in the cache) is cut to the window's utterances, like the text and audio columns.
-    """
-
-    def __init__(self, windows):
-        self.windows = windows
-
-    def set_epoch(self, epoch: int):
-        self.windows.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.windows[i]
-        if len(item["feature_index"]) != len(item["text"]):
-            start = item["window_start"]
-            item["feature_index"] = item["feature_index"][start : start + len(item["text"])]
-        return item

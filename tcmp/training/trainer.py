@@ -10,7 +10,7 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 
-from ..checkpoints import PARTIAL_CHECKPOINT_FILE
+from ..checkpoints import PARTIAL_CHECKPOINT_FILE, update_with_tensors
 from ..errors import DiskSpaceError, PreflightError, TrainingInterrupted
 from ..preflight import check_room_to_save, failed_save, resume_checkpoint, room_to_save, trainer_files
 from .arguments import TCMPTrainingArguments
@@ -79,16 +79,20 @@ class TCMPTrainer(Trainer):
             with self.frozen_weights.left_out_of_checkpoints(resume_from_checkpoint):
                 return super().train(resume_from_checkpoint, *args, **kwargs)
         except KeyboardInterrupt:
-            raise TrainingInterrupted(self.how_to_continue()) from None
+            raise TrainingInterrupted(self.how_to_continue(), stopped=self.where_stopped()) from None
         except Exception as error:
             disk_error = self.disk_space.failed_save(self.args, error)
             if disk_error is None:
                 raise
             raise disk_error from error
 
+    def where_stopped(self) -> str:
+        """The step training stopped at, in words."""
+        return f"stopped at step {self.state.global_step} of {self.state.max_steps}"
+
     def how_to_continue(self) -> str:
         """Where an interrupted run stopped and how to continue it (its newest complete checkpoint)."""
-        stopped = f"stopped at step {self.state.global_step} of {self.state.max_steps}"
+        stopped = self.where_stopped()
         try:
             last = resume_checkpoint(self.args.output_dir, "last", trainer_files(self.args))
         except PreflightError:
@@ -186,21 +190,13 @@ class FrozenWeightsCallback(TrainerCallback):
     def _frozen(self) -> dict:
         return {name: p for name, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad}
 
-    def _digest(self, frozen: dict) -> str:
-        digest = hashlib.sha256()
-        for name, tensor in sorted(frozen.items()):
-            digest.update(name.encode())
-            digest.update(str(tensor.dtype).encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
-
     @contextlib.contextmanager
     def left_out_of_checkpoints(self, resume_from_checkpoint: str | None):
         frozen = self._frozen() if self.enabled else {}
         if not frozen:
             yield
             return
-        self.names, self.digest = set(frozen), self._digest(frozen)
+        self.names, self.digest = set(frozen), update_with_tensors(hashlib.sha256(), frozen).hexdigest()
         if isinstance(resume_from_checkpoint, str):
             self.check_resumable(resume_from_checkpoint)
         kept = self.model._keys_to_ignore_on_save

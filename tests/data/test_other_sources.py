@@ -192,6 +192,18 @@ def test_cli_build_and_stats(tmp_path, capsys):
     assert "| train | 3 |" in out and "train (paper) | 4687" in out
 
 
+def test_cli_has_a_flag_per_rule_field():
+    import argparse
+
+    from tcmp.data.__main__ import add_rule_flags, rule_from
+
+    parser = argparse.ArgumentParser()
+    add_rule_flags(parser)
+    given = ["--min-context", "3", "--max-context", "7", "--no-require-target-spoke-before", "--require-speaker-change"]
+    assert rule_from(parser.parse_args(given), parser) == ReconstructionRule(3, 7, False, True)
+    assert rule_from(parser.parse_args([]), parser) == ReconstructionRule()
+
+
 @pytest.mark.parametrize(
     "argv,status,message",
     [

@@ -94,3 +94,15 @@ def test_cli_overlap_and_exclude_overlap(corpora, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["build", "pdd", str(meld), "--exclude-overlap", str(meld), "--output", str(tmp_path / "o")])
     assert exited.value.code == 2 and "--exclude-overlap applies to build umd only" in capsys.readouterr().err
+
+
+def test_a_folder_of_manifests_needs_one_per_split(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"holds no JSON Lines manifest"):
+        build_umd(str(folder))
+    line = json.dumps({"dialogue_id": "d", "utterances": utterances(["a b c d", "e f g h"], "d")}) + "\n"
+    (folder / "train.jsonl").write_text(line)
+    (folder / "more_train.jsonl").write_text(line)
+    with pytest.raises(DataError, match=r"more_train.jsonl' and .*train.jsonl' both name split 'train'"):
+        build_umd(str(folder))

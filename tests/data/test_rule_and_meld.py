@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tcmp.data import (AudioLoadError, DataError, MissingFileError, ReconstructionRule, build_pmeld,
                        dataset_stats, extract_audio, format_stats, load_audio, load_pretraining_dataset,
                        make_samples)
+from tcmp.audio_utils import ffmpeg_executable
 from tests.data.conftest import MELD_HEADER, MELD_ROWS, write_meld_csv, write_wav
 
 
@@ -250,8 +252,9 @@ def test_load_audio_reads_only_what_the_processor_keeps(tmp_path, monkeypatch, r
 
 
 def to_mp4(wav, mp4):
-    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(mp4)],
-                   check=True)
+    """An AAC .mp4 of `wav`, made with the ffmpeg that tcmp finds (PATH, else the imageio-ffmpeg wheel's)."""
+    subprocess.run([ffmpeg_executable(str(wav)), "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "aac",
+                    str(mp4)], check=True)
     return mp4
 
 
@@ -267,9 +270,11 @@ def test_extract_audio(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "bad.wav").exists()
     with pytest.raises(AudioLoadError, match="missing"):
         extract_audio(str(tmp_path / "none.mp4"), str(tmp_path / "out" / "none.wav"))
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(AudioLoadError, match="`ffmpeg` program is not installed"):
-        extract_audio(str(mp4), str(tmp_path / "out" / "b.wav"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no ffmpeg on PATH: the imageio-ffmpeg wheel's binary
+    assert load_audio(extract_audio(str(mp4), str(tmp_path / "out" / "b.wav"))).shape == audio.shape
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # nor the wheel
+    with pytest.raises(AudioLoadError, match=r"a.mp4.*no `ffmpeg` program \(install .*`pip install imageio-ffmpeg`"):
+        extract_audio(str(mp4), str(tmp_path / "out" / "c.wav"))
 
 
 def test_pmeld_mp4_clips_extracted_into_cache(meld_dir, meld_media, tmp_path):
@@ -290,3 +295,15 @@ def test_meld_dialogues_for_pretraining_keep_every_utterance_without_labels(meld
     assert train[1]["speaker"] == ["A", "A", "B"]
     assert train[1]["utterance_id"] == ["dia1_utt0", "dia1_utt1", "dia1_utt2"]
     assert dialogues["validation"].num_rows == 1
+
+
+def test_the_schema_turns_utterances_into_row_columns_and_back():
+    from tcmp.data.schema import UTTERANCE_COLUMNS, prerecognition_features, row_utterances, utterance_columns
+
+    utterances = [{"utterance_id": "u0", "text": "hi", "speaker": "A", "label": "neutral"}, {"text": "yo", "speaker": "B"}]
+    columns = utterance_columns(utterances)
+    assert list(columns) == list(UTTERANCE_COLUMNS) and set(UTTERANCE_COLUMNS) <= set(prerecognition_features(["x"]))
+    assert columns["utterance_id"] == ["u0", None] and columns["audio_path"] == [None, None]
+    back = row_utterances({"dialogue_id": "d", "text": columns["text"], "speaker": columns["speaker"]})
+    assert back == [{**dict.fromkeys(UTTERANCE_COLUMNS), "text": "hi", "speaker": "A"},
+                    {**dict.fromkeys(UTTERANCE_COLUMNS), "text": "yo", "speaker": "B"}]

@@ -182,7 +182,9 @@ def test_pmeld_with_one_dialogue_of_two_thousand_utterances():
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "required column 'Utterance' is missing"),
+        (b"", "the file is empty"),
+        (b"\n\n", "the file is empty"),
+        ((",".join(MELD_HEADER) + "\n").encode(), "a header and no rows: the train split would be empty"),
         (bytes(range(256)) * 20, "required column 'Utterance' is missing .*is it a MELD CSV"),
         ((",".join(MELD_HEADER) + '\n1,"never closed,A,joy,positive,0,0,1,1,a,b\n2,x,B,joy,positive,0,1\n').encode(),
          r"row 1 \(line 3\): only 2 of 11 columns"),

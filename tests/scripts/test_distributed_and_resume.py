@@ -48,7 +48,7 @@ def launch(script, output_dir, *extra, machines=1) -> dict:
         if machines > 1:
             command += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", port]
         command += [ENTRY, script, *tiny_flags(output_dir, *extra)]
-        log = open(output_dir / f"machine{rank}.log", "w")
+        log = open(output_dir.parent / f"{output_dir.name}_machine{rank}.log", "w")  # not in the run's folder
         runs.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:
         for run, _ in runs:
@@ -58,7 +58,7 @@ def launch(script, output_dir, *extra, machines=1) -> dict:
             run.kill()
             log.close()
     for rank, (run, _) in enumerate(runs):
-        assert run.returncode == 0, (output_dir / f"machine{rank}.log").read_text()[-3000:]
+        assert run.returncode == 0, (output_dir.parent / f"{output_dir.name}_machine{rank}.log").read_text()[-3000:]
     ranks = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == ["2", "2"]
     assert ranks[0]["metrics"] == ranks[1]["metrics"] and ranks[0]["metrics"]

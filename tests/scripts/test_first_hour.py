@@ -145,7 +145,7 @@ def test_ctrl_c_then_resume_with_frozen_weights_left_out_of_intermediate_checkpo
         torch.testing.assert_close(final[name], tensor, rtol=0, atol=0)
     assert resumed["test_wa"] == json.loads((whole / "all_results.json").read_text())["test_wa"]
     card = (cut / "README.md").read_text()
-    assert f"| starting point | TCMP checkpoint `{folder}` |" in card
+    assert f"| starting point | TCMP checkpoint `{folder.name}` |" in card and str(tmp_path) not in card
 
 
 def test_ctrl_c_is_one_line_with_exit_status_130(monkeypatch, capsys):
@@ -192,11 +192,37 @@ def test_the_main_job_continues_or_starts_over_but_never_mixes(tmp_path):
         run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
 
 
+def test_ctrl_c_in_the_main_job_before_a_checkpoint_says_what_resume_does(tmp_path, monkeypatch):
+    pretrain = run_pretrain.main
+    monkeypatch.setattr(run_pretrain, "main", lambda argv: pretrain(argv, callbacks=[InterruptAt(1)]))
+    advice = (r"^pretrain: stopped at step 1 of \d+; run the main job again with --resume: the stages done before are "
+              r"read back and pretrain starts over \(it had no checkpoint yet\)$")
+    with pytest.raises(TrainingInterrupted, match=advice):
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
+    with pytest.raises(PreflightError, match="holds an earlier main job \\(pretrain\\): continue it with --resume"):
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path)])
+    with pytest.raises(TrainingInterrupted, match=advice):  # --resume runs pretrain again from its first step
+        run_main_job.main(["--tiny", "--output_dir", str(tmp_path), "--resume"])
+
+
 def test_a_mistyped_flag_gets_did_you_mean():
     with pytest.raises(ArgumentsError, match=r"^unknown flag --hiden_size: did you mean --hidden_size\?$"):
         parse_arguments((ModelArguments, FinetuningArguments), ["--hiden_size", "64"])
     with pytest.raises(ArgumentsError, match=r"unknown flag --learningrate: did you mean --learning_rate"):
         parse_arguments((ModelArguments, FinetuningArguments), ["--learningrate=1e-3"])
+
+
+def test_an_abbreviated_flag_is_refused_naming_it(capsys):
+    with pytest.raises(ArgumentsError, match=r"^unknown flag --num_train_epoch: did you mean --num_train_epochs[ ?]"):
+        parse_arguments((ModelArguments, FinetuningArguments), ["--num_train_epoch", "1"])
+    with pytest.raises(SystemExit):
+        run_main_job.main(["--tin"])
+    assert "unrecognized arguments: --tin" in capsys.readouterr().err
+    from tcmp.data.__main__ import main as data_cli
+
+    with pytest.raises(SystemExit):
+        data_cli(["build", "demo", "--out", "x"])
+    assert "the following arguments are required: --output" in capsys.readouterr().err  # --out x is not --output x
 
 
 def test_pin_memory_only_with_an_accelerator(tmp_path):

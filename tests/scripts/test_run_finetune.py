@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoProcessor, TrainerCallback
 
 import run_finetune
-from tcmp import TCMPForEmotionPreRecognition, TCMPForPreTraining
+from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.data import load_prerecognition_dataset
 from tcmp.errors import ArgumentsError
 from tcmp.metrics import class_weights
@@ -25,7 +27,11 @@ from tcmp.training import (
     parse_arguments,
     training_texts,
 )
+from tcmp.presets import tiny_text_config
+from tcmp.training.reports import display_name, encoder_name
 
+from ..conftest import random_dialogues
+from ..test_auto_and_hub import run_without_tcmp
 from .conftest import REPO, TINY_DEMO, tiny_flags
 
 
@@ -74,6 +80,68 @@ def test_finetune_writes_metrics_reports_and_a_loadable_checkpoint(finetuned):
         assert (checkpoint / "processor_config.json").is_file()
     card = (output_dir / "README.md").read_text()
     assert "test_wa" in card and "Per-class" in card
+
+
+def test_the_finetuned_folder_runs_as_a_pipeline_without_tcmp(finetuned, tmp_path):
+    """`pipeline(model=folder, trust_remote_code=True)`, task inferred, where `import tcmp` fails, predicts as the
+    installed tcmp's pipeline: the folder holds `custom_pipelines` and the pipeline's code."""
+    from transformers import pipeline
+
+    output_dir, _ = finetuned
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["custom_pipelines"]["emotion-pre-recognition"]["impl"] == "pipeline_tcmp.EmotionPreRecognitionPipeline"
+    assert (output_dir / "pipeline_tcmp.py").is_file()
+    dialogue = [{k: u[k] for k in ("text", "audio", "sampling_rate")} for u in random_dialogues(5, [4])[0]]
+    expected = pipeline(
+        "emotion-pre-recognition", model=str(output_dir), pipeline_class=EmotionPreRecognitionPipeline
+    )(dialogue)
+    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
+    script = f"""
+import sys
+sys.modules["tcmp"] = None
+import torch
+from transformers import pipeline
+case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
+classifier = pipeline(model={str(output_dir)!r}, trust_remote_code=True)
+assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+got = classifier(case["dialogue"])
+assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
+assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
+print("OK")
+"""
+    run_without_tcmp(script, tmp_path)
+
+
+def test_the_model_card_names_its_encoders_holds_no_local_path_and_its_snippet_runs(finetuned, pretrained, capsys):
+    output_dir, _ = finetuned
+    card = (output_dir / "README.md").read_text()
+    for local in (output_dir, pretrained[0], tempfile.gettempdir(), sys.prefix, REPO):
+        assert str(local) not in card
+    assert f"| starting point | TCMP checkpoint `{pretrained[0].name}` |" in card
+    assert "| encoders | text: random bert, 2 layers, width" in card and "audio: random hubert" in card
+    snippet = card.split("## How to use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "AutoModelForSequenceClassification" in snippet and "pipeline(" in snippet and "StreamingPreRecognizer" in snippet
+    exec(snippet.replace('"path/to/this/model"', repr(str(output_dir))), {})
+    printed = capsys.readouterr().out.splitlines()
+    labels = load_prerecognition_dataset("demo", **TINY_DEMO)["train"].features["label"].names
+    assert printed[-1] in labels and all(label in printed[0] for label in labels) and "score" in printed[1]
+
+
+def test_an_encoder_a_package_ships_is_named_from_its_metadata(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    (site / "gt_tiny_encoder" / "model").mkdir(parents=True)
+    (site / "gt_tiny_encoder-0.1.dist-info").mkdir()
+    (site / "gt_tiny_encoder-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: gt-tiny-encoder\nVersion: 0.1\n"
+        "Summary: A packaged version of the sentence-transformers/all-MiniLM-L6-v2 model for offline use.\n"
+    )
+    (site / "gt_tiny_encoder-0.1.dist-info" / "top_level.txt").write_text("gt_tiny_encoder\n")
+    monkeypatch.syspath_prepend(str(site))
+    text_config = tiny_text_config(50)
+    text_config._name_or_path = str(site / "gt_tiny_encoder" / "model")
+    assert encoder_name(text_config) == "sentence-transformers/all-MiniLM-L6-v2 (bert, 2 layers, width 32)"
+    assert display_name(str(tmp_path / "encoders" / "my-hubert")) == "my-hubert"
+    assert display_name("facebook/hubert-base-ls960") == "facebook/hubert-base-ls960"
 
 
 def test_finetuning_starts_from_the_pretrained_weights(pretrained):

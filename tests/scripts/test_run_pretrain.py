@@ -12,11 +12,11 @@ from transformers.trainer_utils import EvalPrediction
 import run_pretrain
 from tcmp import TCMPForPreTraining
 from tcmp.data import PretrainingWindows, load_pretraining_dataset
+from tcmp.feature_cache import CachedFeatureWindows
+from tcmp.metrics import RetrievalMetrics
 from tcmp.training import (
-    CachedFeatureWindows,
     ModelArguments,
     PretrainingArguments,
-    RetrievalMetrics,
     SetEpochCallback,
     TCMPPreTrainer,
     build_model_and_processor,

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForPreTraining
 
 import run_pretrain
-from tcmp.data.streaming import stream_pretraining_windows
+from tcmp.data.iterable_windows import stream_pretraining_windows
 from tcmp.errors import ArgumentsError
 
 from .conftest import tiny_flags

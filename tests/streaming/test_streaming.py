@@ -117,7 +117,7 @@ def test_state_is_bounded_by_the_window_and_stays_exact(tokenizer, processor):
             )
     d = model.config.hidden_size
     assert sizes[10] == sizes[1000] == (2 + 2 + window) * d
-    assert recognizer.sessions["default"].streams["text"].memory.shape == (window, d)
+    assert recognizer.sessions["default"].streams["text"].memory.shape == (1, window, d)
 
 
 def test_memory_grows_without_a_window(tokenizer, processor):
@@ -125,7 +125,7 @@ def test_memory_grows_without_a_window(tokenizer, processor):
     recognizer = StreamingPreRecognizer(model, processor)
     for utterance in random_dialogues(2, [20], audio=False)[0]:
         recognizer.add_utterance(**utterance)
-    assert recognizer.sessions["default"].streams["text"].memory.shape[0] == 20 - 2
+    assert recognizer.sessions["default"].streams["text"].memory.shape[1] == 20 - 2
 
 
 def test_from_pretrained_and_bad_input(tokenizer, processor, tmp_path):

@@ -1,4 +1,5 @@
-"""Streamed pre-training windows: the same windows as the map-style path, shards per process, flat memory."""
+"""Iterable pre-training windows read lazily from shards: the same windows as the map-style path, shards per
+process, flat memory."""
 
 import gc
 import json
@@ -7,7 +8,7 @@ import psutil
 import pytest
 
 from tcmp.data import MissingFileError, PretrainingWindows, build_umd
-from tcmp.data.streaming import SHARD_BITS, manifest_shards, stream_pretraining_windows
+from tcmp.data.iterable_windows import SHARD_BITS, manifest_shards, stream_pretraining_windows
 from tests.data.conftest import write_manifest
 from tests.data.test_other_sources import manifest_dialogues
 
@@ -78,3 +79,11 @@ def test_fifty_thousand_dialogues_stream_with_flat_memory(tmp_path):
             peak = max(peak, process.memory_info().rss - start)
     assert count == 50000
     assert peak < 40e6, f"RSS grew by {peak / 1e6:.0f} MB while streaming"
+
+
+def test_the_former_module_name_documented_in_the_readme_still_imports():
+    import tcmp.data.iterable_windows as iterable_windows
+    import tcmp.data.streaming as former
+
+    for name in former.__all__:
+        assert getattr(former, name) is getattr(iterable_windows, name)
