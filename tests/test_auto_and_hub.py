@@ -37,6 +37,27 @@ def run_without_tcmp(script: str, folder) -> None:
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
 
 
+def pipeline_predicts_without_tcmp(folder, dialogue, expected, tmp_path, tasks=(None,)) -> None:
+    """`pipeline(task, model=folder, trust_remote_code=True)`, for each of `tasks` (None: inferred), in a process
+    where `import tcmp` fails, runs the folder's own pipeline code and gives `expected` on `dialogue`."""
+    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
+    script = f"""
+import sys
+sys.modules["tcmp"] = None
+import torch
+from transformers import pipeline
+case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
+for task in {tuple(tasks)!r}:
+    classifier = pipeline(task, model={str(folder)!r}, trust_remote_code=True)
+    assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+    got = classifier(case["dialogue"])
+    assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
+    assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
+print("OK")
+"""
+    run_without_tcmp(script, tmp_path)
+
+
 def test_auto_config_knows_tcmp(config, tmp_path):
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
@@ -187,19 +208,4 @@ def test_saved_pipeline_runs_without_tcmp_with_the_same_predictions(config, proc
     saved = tmp_path / "saved"
     classifier.save_pretrained(saved)
     assert {"pipeline_tcmp.py", "modeling_tcmp.py", "processor_config.json"} <= set(os.listdir(saved))
-    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
-    script = f"""
-import sys
-sys.modules["tcmp"] = None
-import torch
-from transformers import pipeline
-case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
-for task in ("emotion-pre-recognition", None):
-    classifier = pipeline(task, model={str(saved)!r}, trust_remote_code=True)
-    assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
-    got = classifier(case["dialogue"])
-    assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
-    assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
-print("OK")
-"""
-    run_without_tcmp(script, tmp_path)
+    pipeline_predicts_without_tcmp(saved, dialogue, expected, tmp_path, tasks=("emotion-pre-recognition", None))

@@ -16,16 +16,17 @@ from tcmp.speech_front_end import (
 )
 
 
-def layer_norm_hubert(feat_extract_norm="layer"):
-    config = HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                          conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), num_feat_extract_layers=3,
-                          feat_extract_norm=feat_extract_norm, do_stable_layer_norm=True, mask_time_prob=0.0)
+def tiny_hubert(**overrides) -> HubertModel:
+    """A 1-layer HuBERT with a 3-convolution front end (layer norm unless `overrides` say otherwise), seeded."""
+    options = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                   conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), num_feat_extract_layers=3,
+                   feat_extract_norm="layer", do_stable_layer_norm=True, mask_time_prob=0.0)
     torch.manual_seed(0)
-    return HubertModel(config).train()
+    return HubertModel(HubertConfig(**{**options, **overrides}))
 
 
 def test_same_outputs_and_gradients_as_the_stock_front_end():
-    stock = layer_norm_hubert()
+    stock = tiny_hubert().train()
     fast = adapt_front_end(copy.deepcopy(stock))
     assert isinstance(fast.feature_extractor, ContiguousFrontEndMixin)
     assert fast.state_dict().keys() == stock.state_dict().keys()
@@ -50,20 +51,12 @@ def test_tcmp_uses_the_contiguous_path_for_layer_norm_front_ends_only():
     front_end = model.tcmp.audio_model.feature_extractor
     assert model.config.audio_config.feat_extract_norm == "layer"
     assert isinstance(front_end, ContiguousFrontEndMixin)
-    group = adapt_front_end(layer_norm_hubert("group"))
+    group = adapt_front_end(tiny_hubert(feat_extract_norm="group").train())
     assert not isinstance(group.feature_extractor, ContiguousFrontEndMixin)
 
 
-def group_norm_hubert():
-    config = HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                          conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), num_feat_extract_layers=3,
-                          feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False, mask_time_prob=0.0)
-    torch.manual_seed(0)
-    return HubertModel(config).eval()
-
-
 def test_masked_group_norm_gives_each_utterance_its_own_features_in_one_padded_pass():
-    stock = group_norm_hubert()
+    stock = tiny_hubert(feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False).eval()
     masked = adapt_front_end(copy.deepcopy(stock))
     assert isinstance(masked.feature_extractor, MaskedGroupNormFrontEndMixin)
     assert masked.state_dict().keys() == stock.state_dict().keys()

@@ -31,7 +31,7 @@ from tcmp.presets import tiny_text_config
 from tcmp.training.reports import display_name, encoder_name
 
 from ..conftest import random_dialogues
-from ..test_auto_and_hub import run_without_tcmp
+from ..test_auto_and_hub import pipeline_predicts_without_tcmp
 from .conftest import REPO, TINY_DEMO, tiny_flags
 
 
@@ -95,21 +95,7 @@ def test_the_finetuned_folder_runs_as_a_pipeline_without_tcmp(finetuned, tmp_pat
     expected = pipeline(
         "emotion-pre-recognition", model=str(output_dir), pipeline_class=EmotionPreRecognitionPipeline
     )(dialogue)
-    torch.save({"dialogue": dialogue, "expected": expected}, tmp_path / "case.pt")
-    script = f"""
-import sys
-sys.modules["tcmp"] = None
-import torch
-from transformers import pipeline
-case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=False)
-classifier = pipeline(model={str(output_dir)!r}, trust_remote_code=True)
-assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
-got = classifier(case["dialogue"])
-assert [p["label"] for p in got] == [p["label"] for p in case["expected"]], (got, case["expected"])
-assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, case["expected"])), (got, case["expected"])
-print("OK")
-"""
-    run_without_tcmp(script, tmp_path)
+    pipeline_predicts_without_tcmp(output_dir, dialogue, expected, tmp_path)
 
 
 def test_the_model_card_names_its_encoders_holds_no_local_path_and_its_snippet_runs(finetuned, pretrained, capsys):
