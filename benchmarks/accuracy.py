@@ -345,6 +345,11 @@ def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, start:
             raise SystemExit(f"seed {seed}: run_finetune.py failed ({done.returncode}), see {log}:\n{shlex.join(command)}")
         with open(said, "w") as handle:
             json.dump({"command": command[1:], "seconds": seconds}, handle)
+    return read_run(folder, seed, shlex.join(command), seconds)
+
+
+def read_run(folder: str, seed: int, command: str = "", seconds: float = 0.0) -> TCMPRun:
+    """A fine-tuning run's folder: its `all_results.json` and, per split it scored, its `*_predictions.jsonl`."""
     with open(os.path.join(folder, "all_results.json")) as handle:
         results = json.load(handle)
     predictions = {}
@@ -353,7 +358,7 @@ def train_tcmp(dataset_dir: str, seed: int, recipe: str, output_dir: str, start:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 predictions[split] = {row["sample_id"]: row["probabilities"] for row in map(json.loads, handle)}
-    return TCMPRun(seed, results, predictions, shlex.join(command), seconds)
+    return TCMPRun(seed, results, predictions, command, seconds)
 
 
 def saved_runs(folder: str) -> list[TCMPRun]:
@@ -363,13 +368,7 @@ def saved_runs(folder: str) -> list[TCMPRun]:
         path = os.path.join(folder, name)
         if not (name.startswith("seed") and os.path.isdir(path)):
             continue
-        predictions = {}
-        for split, prefix in PREFIXES.items():
-            if os.path.isfile(os.path.join(path, f"{prefix}_predictions.jsonl")):
-                with open(os.path.join(path, f"{prefix}_predictions.jsonl"), encoding="utf-8") as handle:
-                    predictions[split] = {row["sample_id"]: row["probabilities"] for row in map(json.loads, handle)}
-        with open(os.path.join(path, "all_results.json")) as handle:
-            runs.append(TCMPRun(int(name.removeprefix("seed")), json.load(handle), predictions, "", 0.0))
+        runs.append(read_run(path, int(name.removeprefix("seed"))))
     return runs
 
 
@@ -382,7 +381,9 @@ def compare(dataset: str, first: str, second: str) -> dict:
     label_names = samples["train"].features["label"].names
     sides = [saved_runs(first), saved_runs(second)]
     result = {}
-    for split in (name for name in ("validation", "test") if name in samples and all(split_in(r, name) for r in sides)):
+    scored = [name for name in ("validation", "test")
+              if name in samples and all(runs and all(name in run.predictions for run in runs) for runs in sides)]
+    for split in scored:
         labels = np.asarray(samples[split]["label"])
         a, b = ([run_probabilities(run, split, samples[split]).argmax(-1) for run in runs] for runs in sides)
         result[split] = paired_bootstrap(a, b, labels, label_names)
@@ -391,10 +392,6 @@ def compare(dataset: str, first: str, second: str) -> dict:
         print(f"{split}: {first} ({len(a)} seeds) − {second} ({len(b)} seeds): " + ", ".join(
             f"{m.upper()} {means[0][m] - means[1][m]:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in result[split].items()))
     return result
-
-
-def split_in(runs: list[TCMPRun], split: str) -> bool:
-    return bool(runs) and all(split in run.predictions for run in runs)
 
 
 def run_probabilities(run: TCMPRun, split_name: str, split) -> np.ndarray:
