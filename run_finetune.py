@@ -8,7 +8,8 @@ Fine-tune TCMP for emotion pre-recognition: the emotion of the next utterance, f
 
 The model starts from a TCMP checkpoint (pre-trained or fine-tuned), from two local encoder folders, or from a tiny
 random config. Class weights are counted on the training split only; dev WA selects the checkpoint; the test split
-(when the corpus has one) is scored once at the end.
+(when the corpus has one) is scored once at the end. `--cv_folds K --cv_fold I` scores fold I of the training
+dialogues instead, trained on the other folds (settings are chosen this way, not on dev).
 """
 
 import logging
@@ -54,7 +55,7 @@ def main(argv=None, callbacks=()) -> dict:
     set_seed(training_args.seed)  # before the model is built: new layers start the same in every run with this seed
 
     samples, build = load_prerecognition_dataset(data_args.dataset, return_report=True, **data_args.loader_options())
-    samples = data_args.truncate(samples)
+    samples = data_args.cross_validation(data_args.truncate(samples))
     check_splits(samples, training_args, data_args.dataset)
     label_names = samples["train"].features["label"].names
     model, processor = build_model_and_processor(
@@ -107,7 +108,9 @@ def main(argv=None, callbacks=()) -> dict:
         "TCMP emotion pre-recognition on " + data_args.dataset,
         FINETUNED,
         {
-            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}; labels: {', '.join(label_names)}.",
+            "Dataset": f"{describe_dataset(data_args.dataset, data_args.loader_options())}; labels: {', '.join(label_names)}"
+            + (f"; cross-validation: fold {data_args.cv_fold} of {data_args.cv_folds} of the training dialogues scored, "
+               "the other folds trained on" if data_args.cv_folds else "") + ".",
             "Reconstruction rule": describe_rule(build.rule) + "\n\n" + format_stats(dataset_stats(samples)),
         },
         starting_point(model_args),

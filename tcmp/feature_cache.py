@@ -83,12 +83,14 @@ def _unique_utterances(splits: dict[str, Dataset], modalities: tuple[str, ...]) 
 
 
 def _length_order(table: dict[str, list], modalities: tuple[str, ...]) -> list[int]:
-    """Indices of the distinct utterances from shortest to longest (characters of text, else seconds of audio)."""
+    """Indices of the distinct utterances from shortest to longest (characters of text, else seconds of audio), ties
+    by content: the same utterances give the same order whatever splits and rows they came in."""
     if "text" in modalities:
         lengths = [len(text) for text in table["text"]]
     else:
         lengths = [(end or 0) - (start or 0) for start, end in zip(table["audio_start"], table["audio_end"])]
-    return sorted(range(len(lengths)), key=lengths.__getitem__)
+    contents = [json.dumps(values) for values in zip(*table.values())]
+    return sorted(range(len(lengths)), key=lambda i: (lengths[i], contents[i]))
 
 
 def _encode_batch(batch: dict, model, collator: TCMPDataCollator, modalities: tuple[str, ...]) -> dict:
@@ -143,7 +145,8 @@ def cached_feature_dataset(
     Encode every distinct utterance of `dataset` (all splits) once with the model's frozen encoders, through
     `datasets.Dataset.map`, cached on disk as `tcmp-features-<fingerprint>.arrow` in `cache_dir` (default: next to
     the dataset's own cache files, else `<HF datasets cache>/tcmp_features`). The fingerprint covers the distinct
-    utterances, the encoders' configs and weights and the processor's settings, so another encoder or processor never
+    utterances (as a set: the same utterances in other rows or splits, such as the folds of one training split, share
+    a cache), the encoders' configs and weights and the processor's settings, so another encoder or processor never
     reuses the cache. Returns the dataset with a `feature_index` column (per row, one index per utterance) and the
     `TCMPFeatureCollator` that turns its rows into batches of features.
     """
@@ -156,8 +159,10 @@ def cached_feature_dataset(
     splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
     modalities = config.input_modalities
     table, references = _unique_utterances(splits, modalities)
-    content = hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
-    layout = "rows sorted by length"  # the cache file's row order: part of what the fingerprint names
+    order = _length_order(table, modalities)  # similar lengths share a batch: little padding
+    in_order = {column: [values[i] for i in order] for column, values in table.items()}
+    content = hashlib.sha256(json.dumps(in_order, sort_keys=True).encode()).hexdigest()  # the set, not the rows' order
+    layout = "rows sorted by length, then content"  # the cache file's row order: part of what the fingerprint names
     fingerprint = hashlib.sha256((content + layout + encoder_fingerprint(model, processor)).encode()).hexdigest()[:32]
     if cache_dir is None:
         cache_files = next(iter(splits.values())).cache_files
@@ -170,8 +175,7 @@ def cached_feature_dataset(
     collator = TCMPDataCollator.for_model(processor, config)
     was_training = model.training
     model.eval()
-    order = _length_order(table, modalities)  # similar lengths share a batch: little padding
-    features = Dataset.from_dict({column: [values[i] for i in order] for column, values in table.items()}).map(
+    features = Dataset.from_dict(in_order).map(
         partial(_encode_batch, model=model, collator=collator, modalities=modalities),
         batched=True,
         batch_size=batch_size,

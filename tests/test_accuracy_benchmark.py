@@ -80,6 +80,10 @@ def test_baselines_only_on_a_dailydialog_folder_writes_the_summary(tmp_path, cap
     for key in ("majority", "probe", "persistence", "ceiling"):
         assert set(summary[key]) >= {f"validation_{m}" for m in ("wa", "aa", "f1", "f1_present", "f1_emotions")}
     assert "tcmp" not in summary
+    # beside validation, the baselines cross-validated over the training dialogues: every training sample predicted once
+    assert summary["cv"]["folds"] == 3 and len(summary["cv"]["probe"]["C"]) == 3
+    for key in ("majority", "probe", "persistence", "ceiling"):
+        assert 0.0 <= summary["cv"][key]["cv_wa"] <= 1.0
     # the validation targets are "no emotion" then "surprise": the majority class ("no emotion") gets one of two
     assert summary["majority"]["validation_wa"] == 0.5
     table = capsys.readouterr().out
@@ -128,3 +132,28 @@ def test_compare_reads_two_earlier_variants_runs_and_bootstraps_their_difference
     write_runs(tmp_path / "bad", right=False)
     result = accuracy.compare(str(release), str(tmp_path / "good"), str(tmp_path / "bad"))
     assert result["validation"]["wa"] == [1.0, 1.0]  # every sample right against every sample wrong
+
+
+def test_compare_puts_each_seeds_cross_validation_folds_together_over_the_training_samples(tmp_path):
+    from tcmp.data import load_prerecognition_dataset
+    from tcmp.data.folds import fold_indices
+
+    release = write_release(tmp_path / "dd")
+    train = load_prerecognition_dataset(str(release), cache_dir=str(tmp_path / "c"))["train"]
+    names = train.features["label"].names
+
+    def write_folds(folder, right: bool):
+        for fold, rows in enumerate(fold_indices(train["dialogue_id"], 2)):
+            run = folder / f"fold{fold}" / "seed0"
+            run.mkdir(parents=True)
+            (run / "all_results.json").write_text("{}")
+            lines = [{"sample_id": train[i]["sample_id"],
+                      "probabilities": {n: float((n == names[train[i]["label"]]) == right) for n in names}} for i in rows]
+            (run / "eval_predictions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    write_folds(tmp_path / "cv" / "good", right=True)
+    write_folds(tmp_path / "cv" / "bad", right=False)
+    [run] = accuracy.saved_runs(str(tmp_path / "cv" / "good"))
+    assert sorted(run.predictions["cv"]) == sorted(train["sample_id"])  # both folds, every training sample once
+    result = accuracy.compare(str(release), str(tmp_path / "cv" / "good"), str(tmp_path / "cv" / "bad"))
+    assert list(result) == ["cv"] and result["cv"]["wa"] == [1.0, 1.0]

@@ -228,6 +228,31 @@ class FinetuningDataArguments(DataArguments):
             "choices": ["exact", "history"],
         },
     )
+    cv_folds: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cross-validate on the training dialogues instead of scoring the corpus's own splits: train on all "
+            "folds but --cv_fold, score that fold (whole dialogues per fold, tcmp.data.folds); validation and test "
+            "are not read."
+        },
+    )
+    cv_fold: int = field(default=0, metadata={"help": "The fold --cv_folds scores (0 … folds − 1)."})
+
+    def __post_init__(self):
+        if self.cv_folds is not None and self.cv_folds < 2:
+            raise ArgumentsError(f"--cv_folds must be at least 2, got {self.cv_folds}")
+        if self.cv_folds is not None and not 0 <= self.cv_fold < self.cv_folds:
+            raise ArgumentsError(f"--cv_fold must be one of 0 … {self.cv_folds - 1} for --cv_folds {self.cv_folds}, got {self.cv_fold}")
+        if self.cv_folds is None and self.cv_fold:
+            raise ArgumentsError(f"--cv_fold {self.cv_fold} needs --cv_folds")
+
+    def cross_validation(self, splits: dict) -> dict:
+        """With --cv_folds, the training split cut into fold --cv_fold (as validation) and the rest (as train)."""
+        if self.cv_folds is None:
+            return splits
+        from ..data.folds import cross_validation_splits
+
+        return dict(cross_validation_splits(splits["train"], self.cv_fold, self.cv_folds))
 
 
 PLATEAU_DECAY = {"factor": 0.75, "patience": 0, "threshold": 0.0}

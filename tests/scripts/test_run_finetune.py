@@ -256,6 +256,25 @@ def test_per_dialogue_training_steps_over_dialogue_rows_and_evaluates_per_sample
     assert 0.0 <= results["eval_wa"] <= 1.0
 
 
+def test_cross_validation_trains_on_the_other_folds_and_scores_only_its_fold(tmp_path):
+    from tcmp.data.folds import cross_validation_splits
+
+    results = run_finetune.main(
+        tiny_flags(tmp_path, "--text_only", "--num_train_epochs", "1", "--learning_rate", "1e-3",
+                   "--per_dialogue_training", "history", "--cv_folds", "2", "--cv_fold", "1")
+    )
+    fold = cross_validation_splits(load_prerecognition_dataset("demo", **TINY_DEMO)["train"], 1, 2)
+    lines = [json.loads(line) for line in (tmp_path / "eval_predictions.jsonl").read_text().splitlines()]
+    assert [line["sample_id"] for line in lines] == fold["validation"]["sample_id"]
+    assert not any(name.startswith("test_") for name in results)  # the corpus's own dev and test are not read
+    assert not (tmp_path / "test_predictions.jsonl").exists()
+    assert "cross-validation: fold 1 of 2 of the training dialogues" in (tmp_path / "README.md").read_text()
+    with pytest.raises(ArgumentsError, match="--cv_fold must be one of 0 … 1 for --cv_folds 2, got 2"):
+        FinetuningDataArguments(cv_folds=2, cv_fold=2)
+    with pytest.raises(ArgumentsError, match="--cv_folds must be at least 2, got 1"):
+        FinetuningDataArguments(cv_folds=1)
+
+
 class TrainableSnapshots(TrainerCallback):
     """The trainable weights at each epoch's end (as trained) and at each evaluation (as evaluated)."""
 

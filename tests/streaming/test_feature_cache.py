@@ -139,6 +139,22 @@ def test_cache_is_reused_and_invalidated_by_another_encoder_or_processor(tokeniz
     torch.testing.assert_close(pooled.norm(dim=-1), torch.ones(len(pooled)))
 
 
+def test_the_same_utterances_in_other_rows_or_splits_reuse_the_cache(tokenizer, processor, tmp_path):
+    data = prerecognition_rows(4, 8)
+    model = frozen_model(tokenizer)
+    cached, collator = cached_feature_dataset(data, model, processor, cache_dir=str(tmp_path))
+    calls = []
+    handle = model.tcmp.text_model.register_forward_hook(lambda *args: calls.append(1))
+    folds = DatasetDict({"train": data.select([7, 5, 3, 1, 0]), "validation": data.select([2, 4, 6])})  # as a CV fold cuts it
+    refolded, fold_collator = cached_feature_dataset(folds, model, processor, cache_dir=str(tmp_path))
+    handle.remove()
+    assert calls == [] and len(list(tmp_path.glob("tcmp-features-*.arrow"))) == 1
+    for split, rows in (("train", [7, 5, 3, 1, 0]), ("validation", [2, 4, 6])):
+        for row, original in zip(refolded[split], rows):  # each row's utterances get the features they had
+            assert torch.equal(fold_collator.text_features[row["feature_index"]],
+                               collator.text_features[cached[original]["feature_index"]])
+
+
 def test_needs_frozen_encoders(tokenizer, processor, tmp_path):
     model = tcmp.TCMPForEmotionPreRecognition(tiny_config(len(tokenizer), audio=False, num_labels=3))
     with pytest.raises(ValueError, match="freeze_encoders=True"):
