@@ -35,6 +35,9 @@ Cross-validation (`--cv_folds`, default 3; the selection protocol): the training
 F`, `--cv_seeds`, default seed 0) trained on all folds but one and applied to that one, so that each training sample
 is predicted once by a model that never saw its dialogue. These figures, on the whole training split, choose
 settings; validation (and test) is scored once, as a check, and printed below them.
+`--logit_adjustment TAU` adds each variant's runs logit-adjusted after the fact (`logit_adjusted`: every
+probability divided by its class's frequency in the training split to the power TAU; for a skewed corpus such as
+P-DD, with `--finetune_args "--class_weight_power 0"`, the plain loss).
 Metrics: WA, AA, macro-F1 over all classes (`tcmp.metrics` pre_recognition); on a corpus with a "no emotion" class
 (P-DD) also macro-F1 over the classes present in the split (`f1_present`) and over the emotions present without
 "no emotion" (`f1_emotions`, the convention of DailyDialog's emotion papers).
@@ -553,6 +556,20 @@ def train_variants(args, recipe: str, seeds: list[int], cv_seeds: list[int]) -> 
     return pretraining, variants, runs_of, cv_runs_of
 
 
+def logit_adjusted(runs: list[TCMPRun], prior: dict[str, float], tau: float) -> list[TCMPRun]:
+    """The runs with every probability divided by its class's training prior to the power `tau`, renormalised:
+    post-hoc logit adjustment (Menon et al., 2021; logits − τ log prior), which undoes a skewed training split's pull
+    towards its frequent classes without retraining."""
+    def adjust(row):
+        scaled = {name: p / prior[name] ** tau for name, p in row.items()}
+        total = sum(scaled.values())
+        return {name: value / total for name, value in scaled.items()}
+
+    return [TCMPRun(run.seed, run.results, {split: {sample: adjust(row) for sample, row in rows.items()}
+                                            for split, rows in run.predictions.items()}, run.command, run.seconds)
+            for run in runs]
+
+
 def details_text(details: dict) -> str:
     """A baseline's details for its title: ", C=0.1", or per fold ", C=0.1/1/1"."""
     return "".join(f", {name}={'/'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}"
@@ -596,16 +613,15 @@ def score(evaluated: dict, baseline_predictions: dict, variants: list, runs_of: 
             ensemble = {s: scores(np.mean(p, axis=0).argmax(-1), labels[s], label_names) for s, p in probabilities.items()}
             summary[key]["ensemble"] = flat(ensemble)
             rows.append((f"{title}, ensemble of the {len(runs)} seeds (mean probability)", ensemble))
-    if "tcmp" in predictions_of:
-        summary["bootstrap"] = {}
-        comparisons = [(name, baseline_predictions[name][0]) for name in ("probe", "persistence") if name in baseline_predictions]
-        if "tcmp_without_pretraining" in predictions_of:
-            comparisons.append(("tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
-        for baseline, predictions in comparisons:
-            intervals = {s: paired_bootstrap(predictions_of["tcmp"][s], predictions[s], labels[s], label_names) for s in splits}
-            summary["bootstrap"][f"tcmp - {baseline}"] = flat(intervals)
-            rows.append((f"tcmp − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
-                         {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
+    comparisons = [(key, name, baseline_predictions[name][0]) for key in predictions_of
+                   for name in ("probe", "persistence") if name in baseline_predictions]
+    if "tcmp" in predictions_of and "tcmp_without_pretraining" in predictions_of:
+        comparisons.append(("tcmp", "tcmp_without_pretraining", predictions_of["tcmp_without_pretraining"]))
+    for key, baseline, predictions in comparisons:
+        intervals = {s: paired_bootstrap(predictions_of[key][s], predictions[s], labels[s], label_names) for s in splits}
+        summary.setdefault("bootstrap", {})[f"{key} - {baseline}"] = flat(intervals)
+        rows.append((f"{key.replace('_', ' ')} − {baseline.replace('_', ' ')}, 95 % paired bootstrap interval",
+                     {s: {m: f"[{lo:+.3f}, {hi:+.3f}]" for m, (lo, hi) in v.items()} for s, v in intervals.items()}))
     return rows, summary
 
 
@@ -629,6 +645,8 @@ def main(argv=None):
     parser.add_argument("--ablation", action="store_true",
                         help="also the same seeds without pre-training, with the paired bootstrap of the difference")
     parser.add_argument("--finetune_args", default="", help="run_finetune.py flags added after the recipe's")
+    parser.add_argument("--logit_adjustment", type=float, metavar="TAU",
+                        help="also score every TCMP run post-hoc logit-adjusted: probabilities / training prior^TAU")
     parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
     parser.add_argument("--compare", nargs=2, metavar=("RUNS", "OTHER_RUNS"),
                         help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> or OUT/cv/<variant>)")
@@ -685,6 +703,14 @@ def main(argv=None):
     pretraining, variants, runs_of, cv_runs_of = background.result()
     if pretraining:
         summary["pretraining"] = pretraining
+    if args.logit_adjustment is not None:
+        counts = np.bincount(np.asarray(samples["train"]["label"]), minlength=len(label_names))
+        prior = {name: max(count, 1) / counts.sum() for name, count in zip(label_names, counts)}
+        for key, title, start in list(variants):
+            variants.append((f"{key}_logit_adjusted", f"{title}, logit-adjusted (τ={args.logit_adjustment:g})", start))
+            for of in (runs_of, cv_runs_of):
+                if key in of:
+                    of[f"{key}_logit_adjusted"] = logit_adjusted(of[key], prior, args.logit_adjustment)
     rows, entries = score(evaluated, on_splits, variants, runs_of, label_names)
     summary.update(entries)
     if folds:

@@ -157,3 +157,14 @@ def test_compare_puts_each_seeds_cross_validation_folds_together_over_the_traini
     assert sorted(run.predictions["cv"]) == sorted(train["sample_id"])  # both folds, every training sample once
     result = accuracy.compare(str(release), str(tmp_path / "cv" / "good"), str(tmp_path / "cv" / "bad"))
     assert list(result) == ["cv"] and result["cv"]["wa"] == [1.0, 1.0]
+
+
+def test_logit_adjustment_divides_by_the_training_prior():
+    run = accuracy.TCMPRun(0, {}, {"cv": {"s": {"no emotion": 0.6, "anger": 0.3, "happiness": 0.1}}}, "", 0.0)
+    prior = {"no emotion": 0.8, "anger": 0.1, "happiness": 0.1}
+    [plain] = accuracy.logit_adjusted([run], prior, 0.0)
+    assert plain.predictions["cv"]["s"] == pytest.approx(run.predictions["cv"]["s"])
+    [adjusted] = accuracy.logit_adjusted([run], prior, 1.0)
+    row = adjusted.predictions["cv"]["s"]
+    assert max(row, key=row.get) == "anger" and sum(row.values()) == pytest.approx(1.0)
+    assert row["anger"] / row["happiness"] == pytest.approx(3.0)  # equal priors keep their ratio
