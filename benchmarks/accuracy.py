@@ -320,6 +320,30 @@ def cross_validated_baselines(train, folds: list[list[int]], vectors, train_labe
     return pooled
 
 
+def cached_baselines(folder: str, samples, encoder_key: str, folds: int, compute) -> tuple[dict, dict | None]:
+    """
+    `compute()` → (`baselines` on the corpus's splits, `cross_validated_baselines` or None), kept as JSON in `folder`
+    under a digest of the samples (ids, texts, labels), the encoder, the folds and `PROBE_C`, so that benchmarks of
+    other TCMP settings on the same corpus do not fit the same baselines again.
+    """
+    digest = hashlib.sha256(json.dumps([encoder_key, folds, PROBE_C]).encode())
+    for name, split in samples.items():
+        digest.update(json.dumps([name, *(list(split[column]) for column in ("sample_id", "text", "label"))]).encode())
+    path = os.path.join(folder, f"baselines-{digest.hexdigest()[:16]}.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        return tuple(None if part is None else {key: ({s: np.asarray(p) for s, p in predictions.items()}, details)
+                                                for key, (predictions, details) in part.items()} for part in saved)
+    result = compute()
+    os.makedirs(folder, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump([None if part is None else {key: ({s: p.tolist() for s, p in predictions.items()}, details)
+                                              for key, (predictions, details) in part.items()} for part in result], handle)
+    os.replace(path + ".tmp", path)
+    return result
+
+
 @dataclass
 class TCMPRun:
     """One fine-tuning run: its `all_results.json`, split → sample id → class → probability, command, time."""
@@ -691,13 +715,18 @@ def main(argv=None):
     texts = [t for split in samples.values() for context in split["text"] for t in context]
     if utterances:
         texts += [text for text, _ in utterances["train"].values()]
-    vectors = SentenceVectors(args.encoder, args.vector_cache).encode(texts)
+    sentence_vectors = SentenceVectors(args.encoder, args.vector_cache)
+    vectors = sentence_vectors.encode(texts)
     summary["seconds"]["sentence vectors"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    on_splits = baselines(samples["train"], evaluated, vectors, utterances, label_names)
     folds = fold_indices(samples["train"]["dialogue_id"], args.cv_folds) if args.cv_folds else None
-    on_folds = cross_validated_baselines(samples["train"], folds, vectors, utterances and utterances["train"],
-                                         label_names) if folds else None
+
+    def fit_baselines():
+        on_folds = cross_validated_baselines(samples["train"], folds, vectors, utterances and utterances["train"],
+                                             label_names) if folds else None
+        return baselines(samples["train"], evaluated, vectors, utterances, label_names), on_folds
+
+    on_splits, on_folds = cached_baselines(args.vector_cache, samples, sentence_vectors.path, args.cv_folds, fit_baselines)
     summary["seconds"]["baselines"] = time.perf_counter() - clock
 
     pretraining, variants, runs_of, cv_runs_of = background.result()

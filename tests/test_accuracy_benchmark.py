@@ -89,8 +89,10 @@ def test_baselines_only_on_a_dailydialog_folder_writes_the_summary(tmp_path, cap
     table = capsys.readouterr().out
     assert "| majority class (no emotion) |" in table and "validation F1_EMOTIONS" in table
     cached = os.listdir(tmp_path / "vectors")
-    accuracy.main(argv)  # the second run reads the vectors it cached
+    assert any(name.startswith("baselines-") for name in cached)
+    again = accuracy.main(argv)  # the second run reads the vectors and the baselines it cached
     assert os.listdir(tmp_path / "vectors") == cached
+    assert again["probe"] == summary["probe"] and again["cv"]["ceiling"] == summary["cv"]["ceiling"]
 
 
 def test_without_pretraining_starts_from_the_pretraining_recipes_encoder_and_shape(tmp_path):
