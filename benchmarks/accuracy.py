@@ -68,7 +68,7 @@ sys.path.insert(0, ROOT)
 
 from tcmp.data import load_prerecognition_dataset  # noqa: E402
 from tcmp.data.common import SplitReport, folder_identity  # noqa: E402
-from tcmp.data.folds import fold_indices  # noqa: E402
+from tcmp.data.folds import cross_validation_splits, fold_indices  # noqa: E402
 from tcmp.data.dailydialog import dailydialog_files, dialogue_utterances, read_dailydialog  # noqa: E402
 from tcmp.data.loading import detect_source  # noqa: E402
 from tcmp.data.meld import meld_csv_files, read_meld_csv  # noqa: E402
@@ -306,14 +306,14 @@ def cross_validated_baselines(train, folds: list[list[int]], vectors, train_labe
     name), their predictions put together as one "cv" split over `train`; details per fold."""
     pooled = {}
     for fold, rows in enumerate(folds):
-        kept = sorted(set(range(len(train))) - set(rows))
-        fold_train = train.select(kept)
+        split = cross_validation_splits(train, fold, len(folds))  # as run_finetune.py --cv_folds cuts it
+        fold_train = split["train"]
         labels_of = None
         if train_labels:
             named = {uid for ids, target in zip(fold_train["utterance_id"], fold_train["target_utterance_id"])
                      for uid in (*ids, target)}
             labels_of = {"train": {uid: train_labels[uid] for uid in named if uid in train_labels}, "cv": train_labels}
-        for key, (predictions, details) in baselines(fold_train, {"cv": train.select(rows)}, vectors, labels_of,
+        for key, (predictions, details) in baselines(fold_train, {"cv": split["validation"]}, vectors, labels_of,
                                                      label_names).items():
             merged, per_fold = pooled.setdefault(key, ({"cv": np.zeros(len(train), dtype=int)}, {}))
             merged["cv"][rows] = predictions["cv"]
