@@ -21,7 +21,7 @@ from transformers import set_seed
 from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, configure_threads
 from tcmp.data import dataset_stats, format_stats, load_prerecognition_dataset, prerecognition_dialogues
 from tcmp.errors import ArgumentsError
-from tcmp.metrics import PreRecognitionMetrics, class_weights, majority_baseline
+from tcmp.metrics import PreRecognitionMetrics, class_weights, logit_adjustment, majority_baseline
 from tcmp.preflight import preflight, run_as_script
 from tcmp.training.health import TrainingHealthCallback
 from tcmp.training import (
@@ -73,6 +73,8 @@ def main(argv=None, callbacks=()) -> dict:
         )
     train_labels = np.asarray(samples["train"]["label"])
     model.set_class_weights(class_weights(train_labels, len(label_names), power=training_args.class_weight_power))
+    tau = training_args.logit_adjustment_tau
+    model.set_logit_adjustment(logit_adjustment(train_labels, len(label_names), tau) if tau > 0 else None)
 
     training_rows = dict(samples)
     if data_args.per_dialogue_training:

@@ -66,6 +66,11 @@ class TCMPConfig(PreTrainedConfig):
         all-MiniLM-L6-v2 are trained with (their frozen vectors are only meaningful pooled that way).
     class_weights (`list[float]`, *optional*):
         Weights of the classification loss, one per label (count them on the training split only).
+    logit_adjustment (`list[float]`, *optional*):
+        Added to the logits inside the classification loss only, one per label: τ · log(the label's training prior),
+        the logit-adjusted loss (Menon et al., 2021). Predictions use the raw logits, so they lean away from the
+        frequent classes as a balanced loss does, but every sample keeps its weight. Count the priors on the
+        training split only.
     context_emotion_loss_weight (`float`, defaults to 0.0):
         Fine-tuning per dialogue, the weight of an auxiliary loss that recognises the emotion of each context
         utterance whose label the row holds from its own stream vectors (a linear head on T_i / A_i / M_i), added to
@@ -102,6 +107,7 @@ class TCMPConfig(PreTrainedConfig):
     gather_negatives: bool = True
     text_pooling: Literal["max_mean", "normalized_mean"] = "max_mean"
     class_weights: list[float] | None = None
+    logit_adjustment: list[float] | None = None
     context_emotion_loss_weight: float = 0.0
 
     def __post_init__(self, **kwargs):

@@ -986,6 +986,12 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
             raise ValueError(f"class weights need {self.config.num_labels} values (one per label), got {len(weights)}")
         self.config.class_weights = None if weights is None else [float(w) for w in weights]
 
+    def set_logit_adjustment(self, offsets: list[float] | None):
+        """Offsets added to the logits in the loss only, one per label (`tcmp.metrics.logit_adjustment`); `None`: none."""
+        if offsets is not None and len(offsets) != self.config.num_labels:
+            raise ValueError(f"logit adjustment needs {self.config.num_labels} values (one per label), got {len(offsets)}")
+        self.config.logit_adjustment = None if offsets is None else [float(v) for v in offsets]
+
     def classify(self, forthcoming: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """e_t per stream (B, 3, d) → (the vectors with ablated streams zeroed, logits (B, num_labels))."""
         keep = torch.zeros(len(STREAMS), dtype=forthcoming.dtype, device=forthcoming.device)
@@ -1032,7 +1038,9 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         forthcoming, logits = self.classify(outputs.forthcoming_embeds[rows, lengths])
         loss = None
         if labels is not None:
-            loss = pre_recognition_loss(logits, labels, self.config.problem_type, self.config.class_weights)
+            loss = pre_recognition_loss(
+                logits, labels, self.config.problem_type, self.config.class_weights, self.config.logit_adjustment
+            )
         return TCMPPreRecognitionOutput(
             loss=loss,
             logits=logits,
@@ -1057,7 +1065,8 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         forthcoming, logits = self.classify(forthcoming_embeds.flatten(0, 1))
         logits = logits.view(batch_size, positions, -1)
         loss = pre_recognition_loss(
-            logits.flatten(0, 1), labels.flatten(), "single_label_classification", self.config.class_weights
+            logits.flatten(0, 1), labels.flatten(), "single_label_classification", self.config.class_weights,
+            self.config.logit_adjustment,
         )
         if self.context_emotion_head is not None:
             loss = loss + self.config.context_emotion_loss_weight * self._context_emotion_loss(outputs, labels[:, :-1])
@@ -1072,22 +1081,28 @@ class TCMPForEmotionPreRecognition(TCMPPreTrainedModel):
         targets = utterance_labels.unsqueeze(0).expand(logits.shape[0], -1, -1)
         if not (targets != -100).any():
             return logits.sum() * 0.0
-        weight = self.config.class_weights
-        weight = None if weight is None else torch.tensor(weight, dtype=logits.dtype, device=logits.device)
-        return F.cross_entropy(logits.flatten(0, 2), targets.flatten(), weight=weight)
+        return pre_recognition_loss(
+            logits.flatten(0, 2), targets.flatten(), "single_label_classification", self.config.class_weights,
+            self.config.logit_adjustment,
+        )
 
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 def pre_recognition_loss(
-    logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None, class_weights: list[float] | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem_type: str | None,
+    class_weights: list[float] | None = None,
+    logit_adjustment: list[float] | None = None,
 ) -> torch.Tensor:
     """
     The loss of `problem_type`, as `*ForSequenceClassification` of Transformers compute it (when `None`: regression
     for one label, single-label for integer labels, else multi-label):
 
-    - `"single_label_classification"`: cross-entropy of class ids `(batch_size,)`, weighted by `class_weights`;
+    - `"single_label_classification"`: cross-entropy of class ids `(batch_size,)`, weighted by `class_weights`, of
+      the logits plus `logit_adjustment` (the logit-adjusted loss; predictions keep the raw logits);
     - `"multi_label_classification"`: binary cross-entropy of 0/1 (or soft) targets `(batch_size, num_labels)`,
       each label's term weighted by `class_weights`;
     - `"regression"`: mean squared error of float targets `(batch_size,)` or `(batch_size, num_labels)`.
@@ -1109,7 +1124,11 @@ def pre_recognition_loss(
         if num_labels == 1:
             return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).reshape(-1))
         return F.mse_loss(logits, labels.to(logits.dtype))
+    if logit_adjustment is not None and problem_type != "single_label_classification":
+        raise ValueError(f"logit_adjustment is for single-label classification, not problem_type={problem_type!r}")
     if problem_type == "single_label_classification":
+        if logit_adjustment is not None:
+            logits = logits + torch.tensor(logit_adjustment, dtype=logits.dtype, device=logits.device)
         return F.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1), weight=weight)
     if labels.shape != logits.shape:
         raise ValueError(

@@ -48,6 +48,9 @@ def check_config_values(config) -> None:
     weights = config.class_weights
     if weights is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights):
         raise ValueError(f"TCMPConfig.class_weights must be finite numbers >= 0, got {weights!r}")
+    offsets = config.logit_adjustment
+    if offsets is not None and not all(isinstance(v, (int, float)) and math.isfinite(v) for v in offsets):
+        raise ValueError(f"TCMPConfig.logit_adjustment must be finite numbers, got {offsets!r}")
     weight = config.context_emotion_loss_weight
     if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
         raise ValueError(f"TCMPConfig.context_emotion_loss_weight must be a finite number >= 0, got {weight!r}")

@@ -308,6 +308,24 @@ def test_class_weights_change_the_loss(config, make_batch):
         model.set_class_weights([1.0])
 
 
+def test_logit_adjustment_shifts_the_loss_only(config, make_batch):
+    model = TCMPForEmotionPreRecognition(config).eval()
+    batch = make_batch(random_dialogues(18, [3, 3]))
+    labels = torch.tensor([0, 2])
+    plain = model(**batch, labels=labels)
+    offsets = [0.0, -1.0, -3.0]
+    model.set_logit_adjustment(offsets)
+    adjusted = model(**batch, labels=labels)
+    torch.testing.assert_close(adjusted.logits, plain.logits)  # predictions keep the raw logits
+    expected = torch.nn.functional.cross_entropy(plain.logits + torch.tensor(offsets), labels)
+    torch.testing.assert_close(adjusted.loss, expected)
+    assert not torch.allclose(adjusted.loss, plain.loss)
+    with pytest.raises(ValueError, match="needs 3 values"):
+        model.set_logit_adjustment([1.0])
+    with pytest.raises((ValueError, StrictDataclassFieldValidationError), match="logit_adjustment must be finite numbers"):
+        TCMPConfig(**{**config.to_dict(), "logit_adjustment": [0.0, float("-inf"), 0.0]})
+
+
 def test_frozen_feature_encoder_gets_no_gradients_and_the_rest_trains(tokenizer, make_batch, tmp_path):
     model = TCMPForPreTraining(tiny_config(len(tokenizer), freeze_feature_encoder=True)).train()
     front_end = model.tcmp.audio_model.feature_extractor

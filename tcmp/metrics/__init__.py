@@ -86,6 +86,25 @@ def class_weights(labels=None, num_labels: int | None = None, *, counts=None, po
     return (inverse * len(counts) / inverse.sum()).tolist()
 
 
+def logit_adjustment(labels, num_labels: int, tau: float = 1.0) -> list[float]:
+    """
+    τ · log(prior_c) per class, the priors counted on the class ids `labels` (the TRAINING split only): the offsets
+    of the logit-adjusted loss (`TCMPForEmotionPreRecognition.set_logit_adjustment`). A class that never occurs
+    counts as half a sample, with a warning, so that its offset stays finite.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size == 0:
+        raise ValueError("logit_adjustment needs at least one label")
+    if labels.min() < 0 or labels.max() >= num_labels:
+        raise ValueError(f"labels hold class ids outside 0..{num_labels - 1}: {sorted(set(labels.tolist()))}")
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        logger.warning("classes %s never occur in the training labels: counted as half a sample", missing.tolist())
+    counts[missing] = 0.5
+    return (tau * np.log(counts / counts.sum())).tolist()
+
+
 def format_per_class_table(result: dict, label_names) -> str:
     """A table of per-class support, recall and F1 from a `pre_recognition` result, then WA / AA / F1."""
 

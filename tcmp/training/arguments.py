@@ -3,6 +3,7 @@
 import argparse
 import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -355,10 +356,25 @@ class FinetuningArguments(TCMPTrainingArguments):
             "square root of it, 0 the plain loss."
         },
     )
+    logit_adjustment_tau: float = field(
+        default=0.0,
+        metadata={
+            "help": "τ of the logit-adjusted loss (Menon et al., 2021): τ · log(each class's training prior) added to "
+            "the logits in the loss only, so that predictions lean away from the frequent classes; 0 leaves it out. "
+            "Usually with --class_weight_power 0."
+        },
+    )
     num_train_epochs: float = field(default=50.0, metadata={"help": "Training epochs (paper: up to 50)."})
     metric_for_best_model: str | None = field(
         default="wa", metadata={"help": "Dev metric that selects the checkpoint (paper: WA)."}
     )
+
+    def __post_init__(self):
+        for flag in ("class_weight_power", "logit_adjustment_tau"):
+            value = getattr(self, flag)
+            if not math.isfinite(value) or value < 0:
+                raise ArgumentsError(f"--{flag} must be a finite number of at least 0, got {value}")
+        super().__post_init__()
 
 
 def optional_count(flag: str, value) -> int | None:

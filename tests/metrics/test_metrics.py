@@ -1,6 +1,7 @@
 """The metric modules and helpers, against values computed by hand."""
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from tcmp.metrics import (
     class_weights,
     format_per_class_table,
+    logit_adjustment,
     load_metric,
     plot_confusion_matrix,
     sample_retrieval_candidates,
@@ -167,6 +169,19 @@ def test_class_weights_by_hand(caplog):
     root = [1, 2**-0.5, 0.5]
     assert class_weights(counts=[1, 2, 4], power=0.5) == pytest.approx([3 * w / sum(root) for w in root])
     assert class_weights(counts=[1, 2, 4], power=0) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_logit_adjustment_by_hand(caplog):
+    # priors 1/7, 2/7, 4/7 → τ log of them
+    assert logit_adjustment([0, 1, 1, 2, 2, 2, 2], 3, tau=0.5) == pytest.approx([0.5 * math.log(p / 7) for p in (1, 2, 4)])
+    with caplog.at_level(logging.WARNING, logger="tcmp.metrics"):
+        # class 1 never occurs: half a sample, priors 2/3.5, 0.5/3.5, 1/3.5
+        assert logit_adjustment([0, 0, 2], 3) == pytest.approx([math.log(c / 3.5) for c in (2, 0.5, 1)])
+    assert "classes [1] never occur" in caplog.text
+    with pytest.raises(ValueError, match="outside 0..2"):
+        logit_adjustment([0, 3], 3)
+    with pytest.raises(ValueError, match="at least one label"):
+        logit_adjustment([], 3)
 
 
 def test_class_weights_bad_inputs_are_clear_errors():

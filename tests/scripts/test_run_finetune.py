@@ -14,7 +14,7 @@ import run_finetune
 from tcmp import EmotionPreRecognitionPipeline, TCMPForEmotionPreRecognition, TCMPForPreTraining
 from tcmp.data import load_prerecognition_dataset
 from tcmp.errors import ArgumentsError
-from tcmp.metrics import class_weights
+from tcmp.metrics import class_weights, logit_adjustment
 from tcmp.training import (
     DataArguments,
     FinetuningArguments,
@@ -42,7 +42,10 @@ PER_SPLIT = ("wa", "aa", "f1", "majority_wa", "majority_aa", "majority_f1", "los
 def finetuned(pretrained, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("finetune")
     results = run_finetune.main(
-        tiny_flags(output_dir, "--model_name_or_path", str(pretrained[0]), "--num_train_epochs", "2", "--learning_rate", "1e-3")
+        tiny_flags(
+            output_dir, "--model_name_or_path", str(pretrained[0]), "--num_train_epochs", "2", "--learning_rate", "1e-3",
+            "--logit_adjustment_tau", "0.5",
+        )
     )
     return output_dir, results
 
@@ -140,7 +143,7 @@ def test_finetuning_starts_from_the_pretrained_weights(pretrained):
         torch.testing.assert_close(model.tcmp.state_dict()[name], tensor)
 
 
-def test_class_weights_come_from_the_training_split_only(finetuned):
+def test_class_weights_and_logit_adjustment_come_from_the_training_split_only(finetuned):
     splits = load_prerecognition_dataset("demo", **TINY_DEMO)
     num_labels = splits["train"].features["label"].num_classes
     from_train = class_weights(np.asarray(splits["train"]["label"]), num_labels)
@@ -148,6 +151,9 @@ def test_class_weights_come_from_the_training_split_only(finetuned):
     assert not np.allclose(from_train, class_weights(everything, num_labels))
     model = AutoModelForSequenceClassification.from_pretrained(finetuned[0])
     np.testing.assert_allclose(model.config.class_weights, from_train)
+    offsets = logit_adjustment(np.asarray(splits["train"]["label"]), num_labels, tau=0.5)
+    assert not np.allclose(offsets, logit_adjustment(everything, num_labels, tau=0.5))
+    np.testing.assert_allclose(model.config.logit_adjustment, offsets)
 
 
 def test_encoders_and_new_layers_get_their_own_learning_rates(tmp_path):
@@ -236,6 +242,10 @@ def test_bad_arguments_are_named(tmp_path):
         ModelArguments(encoder_chunk_size="-2")
     with pytest.raises(ValueError, match="remove_unused_columns"):
         FinetuningArguments(output_dir=str(tmp_path), remove_unused_columns=True)
+    with pytest.raises(ArgumentsError, match="--logit_adjustment_tau must be a finite number of at least 0, got -1"):
+        FinetuningArguments(output_dir=str(tmp_path), logit_adjustment_tau=-1.0)
+    with pytest.raises(ArgumentsError, match="--class_weight_power must be a finite number of at least 0, got nan"):
+        FinetuningArguments(output_dir=str(tmp_path), class_weight_power=float("nan"))
 
 
 @pytest.mark.parametrize("context", ["exact", "history"])
