@@ -676,7 +676,8 @@ def main(argv=None):
     parser.add_argument("--output_dir", default=os.path.join(tempfile.gettempdir(), "tcmp-accuracy"))
     parser.add_argument("--compare", nargs=2, metavar=("RUNS", "OTHER_RUNS"),
                         help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> or OUT/cv/<variant>)")
-    parser.add_argument("--vector_cache", default=VECTOR_CACHE, help="folder of the cached MiniLM sentence vectors")
+    parser.add_argument("--vector_cache", default=VECTOR_CACHE,
+                        help="folder of the cached sentence vectors (a file per encoder and set of texts)")
     parser.add_argument("--encoder", default=minilm_path(),
                         help="sentence encoder of the probe: a folder or a packaged name (default: MiniLM)")
     parser.add_argument(
