@@ -9,6 +9,7 @@ from functools import partial
 import torch
 from datasets import Dataset, DatasetDict
 from datasets import config as datasets_config
+from filelock import FileLock
 
 from .checkpoints import update_with_tensors
 from .collator import TCMPDataCollator, add_targets
@@ -147,7 +148,8 @@ def cached_feature_dataset(
     the dataset's own cache files, else `<HF datasets cache>/tcmp_features`). The fingerprint covers the distinct
     utterances (as a set: the same utterances in other rows or splits, such as the folds of one training split, share
     a cache), the encoders' configs and weights and the processor's settings, so another encoder or processor never
-    reuses the cache. Returns the dataset with a `feature_index` column (per row, one index per utterance) and the
+    reuses the cache. Processes that need the same cache at once wait for the first one to write it (a lock file
+    beside it) instead of each encoding everything. Returns the dataset with a `feature_index` column (per row, one index per utterance) and the
     `TCMPFeatureCollator` that turns its rows into batches of features.
     """
     config = model.config
@@ -175,16 +177,18 @@ def cached_feature_dataset(
     collator = TCMPDataCollator.for_model(processor, config)
     was_training = model.training
     model.eval()
-    features = Dataset.from_dict(in_order).map(
-        partial(_encode_batch, model=model, collator=collator, modalities=modalities),
-        batched=True,
-        batch_size=batch_size,
-        remove_columns=list(table),
-        cache_file_name=os.path.join(cache_dir, f"tcmp-features-{fingerprint}.arrow"),
-        new_fingerprint=fingerprint,
-        load_from_cache_file=True,
-        desc="Encoding utterances (frozen encoders)",
-    )
+    cache_file = os.path.join(cache_dir, f"tcmp-features-{fingerprint}.arrow")
+    with FileLock(cache_file + ".lock"):  # processes that need the same cache at once (folds, seeds) encode it once
+        features = Dataset.from_dict(in_order).map(
+            partial(_encode_batch, model=model, collator=collator, modalities=modalities),
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=list(table),
+            cache_file_name=cache_file,
+            new_fingerprint=fingerprint,
+            load_from_cache_file=True,
+            desc="Encoding utterances (frozen encoders)",
+        )
     model.train(was_training)
     in_table_order = torch.empty(len(order), dtype=torch.long)
     in_table_order[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))

@@ -159,3 +159,38 @@ def test_needs_frozen_encoders(tokenizer, processor, tmp_path):
     model = tcmp.TCMPForEmotionPreRecognition(tiny_config(len(tokenizer), audio=False, num_labels=3))
     with pytest.raises(ValueError, match="freeze_encoders=True"):
         cached_feature_dataset(prerecognition_rows(0, 2), model, processor, cache_dir=str(tmp_path))
+
+
+def test_builds_of_one_cache_at_once_encode_it_once(tokenizer, processor, tmp_path):
+    """Cross-validation folds started together need the same cache: the second waits for the first's file."""
+    import threading
+    import time
+
+    data = prerecognition_rows(5, 8)
+    model = frozen_model(tokenizer)
+    calls = []
+
+    def slow_encoder(*args):
+        calls.append(1)
+        time.sleep(0.05)  # long enough that the two builds overlap
+
+    model.tcmp.text_model.register_forward_hook(slow_encoder)
+    _, alone = cached_feature_dataset(data, copy.deepcopy(model), processor, cache_dir=str(tmp_path / "alone"), batch_size=2)
+    one_build = len(calls)
+    assert one_build > 2
+    calls.clear()
+    start, results = threading.Barrier(2), []
+
+    def build():
+        start.wait()
+        results.append(cached_feature_dataset(data, copy.deepcopy(model), processor, cache_dir=str(tmp_path / "together"),
+                                              batch_size=2)[1])
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == one_build and len(results) == 2
+    for collator in results:
+        assert torch.equal(collator.text_features, alone.text_features)
