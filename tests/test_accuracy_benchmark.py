@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from tests.data.test_dailydialog import write_release
@@ -103,6 +104,31 @@ def test_without_pretraining_starts_from_the_pretraining_recipes_encoder_and_sha
         "--text_encoder", "all-MiniLM-L6-v2", "--hidden_size", "384", "--text_pooling", "normalized_mean",
         "--freeze_encoders", "true"]
     assert accuracy.starting_point_flags("ckpt", str(recipe)) == ["--model_name_or_path", "ckpt"]
+
+
+def test_the_baselines_read_the_encoder_of_the_pretraining_recipe(tmp_path, monkeypatch, capsys):
+    from tcmp import presets
+
+    assert accuracy.DEFAULT_PRETRAINING["pmeld"] == "examples/pretrain_friends_mpnet.yaml"
+    for kind, recipe in accuracy.DEFAULT_PRETRAINING.items():  # each corpus's pre-training recipe and fine-tuning recipe
+        with open(os.path.join(accuracy.ROOT, recipe)) as handle:  # name the same checkpoint
+            output_dir = yaml.safe_load(handle)["output_dir"]
+        with open(os.path.join(accuracy.ROOT, accuracy.DEFAULT_RECIPES[kind])) as handle:
+            assert yaml.safe_load(handle)["model_name_or_path"] == output_dir
+    mpnet_recipe = os.path.join(accuracy.ROOT, accuracy.DEFAULT_PRETRAINING["pmeld"])
+    assert accuracy.recipe_text_encoder(mpnet_recipe) == "all-mpnet-base-v2"
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("hidden_size: 64\n")
+    assert accuracy.recipe_text_encoder(str(bare)) == presets.minilm_path()
+    install, _ = presets.PACKAGED_TEXT_ENCODERS["all-mpnet-base-v2"]  # as on a machine without the [mpnet] extra:
+    monkeypatch.setitem(presets.PACKAGED_TEXT_ENCODERS, "all-mpnet-base-v2", (install, lambda: None))
+    release = write_release(tmp_path / "dd")
+    with pytest.raises(SystemExit):
+        accuracy.main(["--dataset", str(release), "--baselines_only", "--pretrain_recipe", mpnet_recipe,
+                       "--output_dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert f"{mpnet_recipe}'s text_encoder: all-mpnet-base-v2 is not installed: {install}" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_paired_bootstrap_of_two_seed_lists_is_the_difference_of_their_means():
