@@ -24,8 +24,7 @@ Baselines:
   that speaker has not spoken in the context); no label of an evaluation context is read; C chosen on validation WA;
 - ceiling (not a usable model: it reads labels no model sees): the probe also given the true labels of the context
   utterances (one-hot: last, second-to-last, the target speaker's latest, context mean).
-TCMP: the pre-training recipe (`--pretrain_recipe`, default per corpus: examples/pretrain_friends_mpnet.yaml for
-P-MELD, examples/pretrain_friends.yaml otherwise, on its own corpus or
+TCMP: the pre-training recipe (`--pretrain_recipe`, default examples/pretrain_friends.yaml, on its own corpus or
 `--pretrain_dataset`) run once and cached in `--pretrain_cache` (reused across seeds and runs), then `train_tcmp`:
 `run_finetune.py` on the corpus's recipe (`--recipe`, default examples/finetune_<corpus>.yaml) from that checkpoint
 in a fresh process per seed (`--ablation`: the same seeds again without pre-training, from the pre-training
@@ -80,10 +79,8 @@ from tcmp.threads import usable_cpus  # noqa: E402
 
 DEFAULT_RECIPES = {"pmeld": "examples/finetune_pmeld.yaml", "pdd": "examples/finetune_pdd.yaml"}
 """The fine-tuning recipe `--recipe` defaults to, per detected corpus."""
-DEFAULT_PRETRAINING = {"pmeld": "examples/pretrain_friends_mpnet.yaml", "pdd": "examples/pretrain_friends.yaml"}
-"""The pre-training recipe `--pretrain_recipe` defaults to, per detected corpus (run once, cached, before
-fine-tuning); `FALLBACK_PRETRAINING` for other corpora."""
-FALLBACK_PRETRAINING = "examples/pretrain_friends.yaml"
+DEFAULT_PRETRAINING = "examples/pretrain_friends.yaml"
+"""The pre-training recipe run (once, cached) before fine-tuning."""
 PROBE_C = (0.01, 0.1, 1.0, 10.0)
 NO_EMOTION = "no emotion"
 PREFIXES = {"validation": "eval", "test": "test"}
@@ -671,8 +668,8 @@ def main(argv=None):
     parser.add_argument("--cv_seeds", type=int, nargs="*", default=[0], help="TCMP seeds of the cross-validation")
     parser.add_argument("--baselines_only", action="store_true", help="the baselines alone (no TCMP run)")
     parser.add_argument("--recipe", help=f"run_finetune.py YAML recipe (default per corpus: {DEFAULT_RECIPES})")
-    parser.add_argument("--pretrain_recipe", help="run_pretrain.py recipe run once before fine-tuning (default per "
-                                                  f"corpus: {DEFAULT_PRETRAINING}, else {FALLBACK_PRETRAINING})")
+    parser.add_argument("--pretrain_recipe", default=DEFAULT_PRETRAINING,
+                        help="run_pretrain.py recipe run once before fine-tuning (default: %(default)s)")
     parser.add_argument("--pretrain_dataset", help="the pre-training corpus (default: the pre-training recipe's own)")
     parser.add_argument("--pretrain_cache", default=os.path.join(tempfile.gettempdir(), "tcmp-pretrained"),
                         help="where pre-trained checkpoints are kept, one per recipe and corpus, reused")
@@ -709,7 +706,6 @@ def main(argv=None):
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
     if (seeds or cv_seeds) and not os.path.isfile(os.path.join(ROOT, recipe)):
         parser.error(f"--recipe {recipe}: no such file")
-    args.pretrain_recipe = args.pretrain_recipe or DEFAULT_PRETRAINING.get(kind, FALLBACK_PRETRAINING)
     if not os.path.isfile(os.path.join(ROOT, args.pretrain_recipe)):
         parser.error(f"--pretrain_recipe {args.pretrain_recipe}: no such file")
     encoder_from = "--encoder" if args.encoder else f"{os.path.join(ROOT, args.pretrain_recipe)}'s text_encoder:"

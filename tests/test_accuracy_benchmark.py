@@ -109,13 +109,13 @@ def test_without_pretraining_starts_from_the_pretraining_recipes_encoder_and_sha
 def test_the_baselines_read_the_encoder_of_the_pretraining_recipe(tmp_path, monkeypatch, capsys):
     from tcmp import presets
 
-    assert accuracy.DEFAULT_PRETRAINING["pmeld"] == "examples/pretrain_friends_mpnet.yaml"
-    for kind, recipe in accuracy.DEFAULT_PRETRAINING.items():  # each corpus's pre-training recipe and fine-tuning recipe
-        with open(os.path.join(accuracy.ROOT, recipe)) as handle:  # name the same checkpoint
-            output_dir = yaml.safe_load(handle)["output_dir"]
-        with open(os.path.join(accuracy.ROOT, accuracy.DEFAULT_RECIPES[kind])) as handle:
+    with open(os.path.join(accuracy.ROOT, accuracy.DEFAULT_PRETRAINING)) as handle:  # the fine-tuning recipes start
+        output_dir = yaml.safe_load(handle)["output_dir"]  # from the checkpoint the pre-training recipe writes
+    for recipe in accuracy.DEFAULT_RECIPES.values():
+        with open(os.path.join(accuracy.ROOT, recipe)) as handle:
             assert yaml.safe_load(handle)["model_name_or_path"] == output_dir
-    mpnet_recipe = os.path.join(accuracy.ROOT, accuracy.DEFAULT_PRETRAINING["pmeld"])
+    assert accuracy.recipe_text_encoder(os.path.join(accuracy.ROOT, accuracy.DEFAULT_PRETRAINING)) == "all-MiniLM-L6-v2"
+    mpnet_recipe = os.path.join(accuracy.ROOT, "examples/pretrain_friends_mpnet.yaml")
     assert accuracy.recipe_text_encoder(mpnet_recipe) == "all-mpnet-base-v2"
     bare = tmp_path / "bare.yaml"
     bare.write_text("hidden_size: 64\n")
