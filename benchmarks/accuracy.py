@@ -706,11 +706,12 @@ def main(argv=None):
         parser.error(f"--recipe is needed for a {kind} dataset (defaults exist for {sorted(DEFAULT_RECIPES)})")
     if (seeds or cv_seeds) and not os.path.isfile(os.path.join(ROOT, recipe)):
         parser.error(f"--recipe {recipe}: no such file")
-    if not os.path.isfile(os.path.join(ROOT, args.pretrain_recipe)):
+    pretrain_recipe = os.path.join(ROOT, args.pretrain_recipe)
+    if not os.path.isfile(pretrain_recipe):
         parser.error(f"--pretrain_recipe {args.pretrain_recipe}: no such file")
-    encoder_from = "--encoder" if args.encoder else f"{os.path.join(ROOT, args.pretrain_recipe)}'s text_encoder:"
+    encoder_from = "--encoder" if args.encoder else f"{pretrain_recipe}'s text_encoder:"
     try:
-        args.encoder = text_encoder_folder(args.encoder or recipe_text_encoder(os.path.join(ROOT, args.pretrain_recipe)))
+        args.encoder = text_encoder_folder(args.encoder or recipe_text_encoder(pretrain_recipe))
     except FileNotFoundError as error:
         parser.error(f"{encoder_from} {error}")
     if args.encoder is None or not os.path.isdir(args.encoder):

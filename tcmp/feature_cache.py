@@ -149,8 +149,8 @@ def cached_feature_dataset(
     utterances (as a set: the same utterances in other rows or splits, such as the folds of one training split, share
     a cache), the encoders' configs and weights and the processor's settings, so another encoder or processor never
     reuses the cache. Processes that need the same cache at once wait for the first one to write it (a lock file
-    beside it) instead of each encoding everything. Returns the dataset with a `feature_index` column (per row, one index per utterance) and the
-    `TCMPFeatureCollator` that turns its rows into batches of features.
+    beside it) instead of each encoding everything. Returns the dataset with a `feature_index` column (per row, one
+    index per utterance) and the `TCMPFeatureCollator` that turns its rows into batches of features.
     """
     config = model.config
     if not config.freeze_encoders:
